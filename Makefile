@@ -1,0 +1,50 @@
+# lcgan_lightning — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU machines and CUDA machines both: PyPI's torch wheel for Linux x86_64 carries CUDA.
+# To pick another build, set TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cu126).
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX_URL ?=
+RUN_DIR ?= runs/smoke
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast lint clean bench sweep-gan sweep-seg wandb-sync
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv/ and install the package with its dependencies
+
+test: install  ## run the whole test suite (what CI runs)
+	$(PY) -m pytest
+
+test-fast: install  ## the suite without the slow end-to-end tests
+	$(PY) -m pytest -m "not slow"
+
+lint: install  ## ruff check
+	$(VENV)/bin/ruff check lcgan_lightning tests
+
+clean:  ## remove caches and run outputs (keeps .venv and data/)
+	rm -rf outputs runs .pytest_cache .ruff_cache lightning_logs wandb
+	find multirun -mindepth 1 ! -name README.md -exec rm -rf {} + 2>/dev/null || true
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+sweep-gan: install  ## the paper's GAN grid (3 fractions x 200 epochs; 10/50/100 are its checkpoints)
+	$(VENV)/bin/lcgan-train -m experiment=gan_paper_grid $(ARGS)
+
+sweep-seg: install  ## the segmentation grid (3 fractions x 4 augment variants)
+	$(VENV)/bin/lcgan-train -m experiment=seg_sweep $(ARGS)
+
+bench: install  ## LcGAN step throughput: Lightning vs plain PyTorch (JSON in bench.json)
+	$(PY) -m lcgan_lightning.bench --out bench.json $(ARGS)
+
+wandb-sync: install  ## upload every offline W&B run under outputs/, multirun/ and runs/
+	@find outputs multirun runs -type d -name 'offline-run-*' 2>/dev/null | xargs -r $(VENV)/bin/wandb sync
