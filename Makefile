@@ -10,7 +10,7 @@ TORCH_INDEX_URL ?=
 RUN_DIR ?= runs/smoke
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint clean bench sweep-gan sweep-seg wandb-sync
+.PHONY: help install test test-fast lint clean run paper report bench sweep-gan sweep-seg wandb-sync
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,15 @@ clean:  ## remove caches and run outputs (keeps .venv and data/)
 	rm -rf outputs runs .pytest_cache .ruff_cache lightning_logs wandb
 	find multirun -mindepth 1 ! -name README.md -exec rm -rf {} + 2>/dev/null || true
 	find . -name __pycache__ -prune -exec rm -rf {} +
+
+run: install  ## the whole experiment at smoke scale on the built-in phantom (CPU, < 15 min)
+	$(VENV)/bin/lcgan-pipeline experiment=smoke hydra.run.dir=$(RUN_DIR) $(ARGS)
+
+paper: install  ## the paper's protocol at 256² (GPUs; one GPU per job via Ray)
+	$(VENV)/bin/lcgan-pipeline experiment=paper hydra.run.dir=runs/paper $(ARGS)
+
+report: install  ## rewrite the report of RUN_DIR (default runs/smoke)
+	$(VENV)/bin/lcgan-report run_dir=$(RUN_DIR)
 
 sweep-gan: install  ## the paper's GAN grid (3 fractions x 200 epochs; 10/50/100 are its checkpoints)
 	$(VENV)/bin/lcgan-train -m experiment=gan_paper_grid $(ARGS)

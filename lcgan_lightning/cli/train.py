@@ -97,10 +97,39 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
+def run_job(cfg: DictConfig) -> dict[str, Any] | None:
+    """One job of a (possibly pipelined) sweep.
+
+    `skip_if_done`: a run dir holding `train_result.json` is complete and is not trained again.
+    `catch_errors`: a failing job writes `failed.json` (error and traceback) instead of raising,
+    so the other jobs of a multirun still run; the pipeline reports it by name.
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    done = run_dir / "train_result.json"
+    if cfg.get("skip_if_done") and done.exists():
+        log.info("%s is complete (train_result.json exists): skipped", run_dir)
+        return json.loads(done.read_text())
+    (run_dir / "failed.json").unlink(missing_ok=True)
+    try:
+        return train(cfg)
+    except Exception as err:
+        if not cfg.get("catch_errors"):
+            raise
+        import traceback
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        failure = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+        (run_dir / "failed.json").write_text(json.dumps(failure, indent=2))
+        log.error("job in %s failed: %s", run_dir, failure["error"])
+        return None
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns `optimized_metric` (if configured) for hyper-parameter sweepers."""
-    summary = train(cfg)
+    summary = run_job(cfg)
+    if summary is None:
+        return None
     key = cfg.get("optimized_metric")
     return summary["metrics"].get(key) if key else None
 

@@ -1,0 +1,263 @@
+"""`CTSliceDataModule`: slices of one CT dataset, patient-level splits, loaders for Lightning."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import socket
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from lcgan_lightning.constants import LESION_CLASSES, NUM_CLASSES
+from lcgan_lightning.data.slices import SliceDataset, SliceSet, collate_slices, load_slices
+from lcgan_lightning.data.splits import (
+    DEFAULT_SUBSETS,
+    load_splits,
+    make_splits,
+    save_splits,
+    subset_size,
+    training_patients,
+)
+from lcgan_lightning.data.validation import DatasetError, check_known_keys
+
+PHANTOM_KEYS = ("num_patients", "seed", "image_size", "num_slices")
+AUGMENT_CHOICES = ("none", "gan", "traditional", "both")
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers -> plain Python (other values unchanged)."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def ensure_phantom(root: Path, phantom: Mapping[str, Any]) -> Path:
+    """Generate the phantom dataset into `root` unless it is there already (atomic: temp dir + rename)."""
+    if (root / "dataset.json").is_file():
+        return root
+    missing = [k for k in ("num_patients", "seed", "image_size") if phantom.get(k) is None]
+    if missing:
+        raise DatasetError(f"data.phantom: missing {missing} (needed to generate {root})")
+    if root.exists() and any(root.iterdir()):
+        raise DatasetError(f"{root}: exists but has no dataset.json; remove it to regenerate the phantom")
+    from lcgan_lightning.data.phantom import generate_phantom
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".tmp-{root.name}-{socket.gethostname()}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    generate_phantom(tmp, num_patients=int(phantom["num_patients"]), seed=int(phantom["seed"]),
+                     image_size=int(phantom["image_size"]), num_slices=int(phantom.get("num_slices", 24)))
+    try:
+        if root.exists():
+            root.rmdir()  # an empty folder (e.g. made by the user) is replaced
+        os.rename(tmp, root)
+    except OSError:
+        # another job generated the same phantom at the same time: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (root / "dataset.json").is_file():
+            raise
+    return root
+
+
+def lean_view(dataset: Dataset) -> Dataset:
+    """The same samples without the per-sample one-hot (SliceDatasets, also inside a ConcatDataset)."""
+    if isinstance(dataset, SliceDataset) and dataset.onehot:
+        return SliceDataset(dataset.slices, dataset.transform, onehot=False)
+    if isinstance(dataset, ConcatDataset):
+        return ConcatDataset([lean_view(d) for d in dataset.datasets])
+    return dataset
+
+
+class CTSliceDataModule(pl.LightningDataModule):
+    """Slices of a CT hemorrhage dataset with patient-level train/val/test splits.
+
+    After `setup()`: `.slices` (all), `.splits`, `.train_slices` (training patients of `fraction`),
+    `.val_slices`, `.test_slices`; `.train_dataset` etc. yield {"image", "mask", "mask_onehot",
+    "patient", "volume", "slice"}. The loaders read the same slices as lean samples and build the
+    one-hot once per batch (`collate_slices`): same batches, several times faster at 256².
+    Every input check runs in prepare_data/setup, i.e. before training starts.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        layout: str = "bhsd",
+        image_size: int = 256,
+        fraction: float = 1.0,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        window: str | Sequence[float] | Mapping[str, float] = "brain",
+        lesion_only: bool = True,
+        val_ratio: float = 0.15,
+        test_ratio: float = 0.15,
+        subsets: Sequence[float] = DEFAULT_SUBSETS,
+        seed: int = 0,
+        augment: str = "none",
+        synthetic_dir: str | None = None,
+        generator_ckpt: str | None = None,
+        augment_online: bool = False,
+        cache_dir: str | os.PathLike | None = None,
+        splits_path: str | os.PathLike | None = None,
+        label_map: Mapping | None = None,
+        multi_label_slices: str = "skip",
+        hu_offset: str | int = "auto",
+        phantom: Mapping[str, Any] | None = None,
+        eval_batch_size: int | None = None,
+        **unknown: Any,
+    ):
+        super().__init__()
+        valid = [p for p in inspect.signature(CTSliceDataModule.__init__).parameters
+                 if p not in ("self", "unknown")]
+        check_known_keys(unknown, valid, "data")
+        if root is None:
+            raise DatasetError("data.root: not set (the dataset folder)")
+        phantom = _plain(phantom)
+        if phantom is not None:
+            check_known_keys(phantom, PHANTOM_KEYS, "data.phantom")
+        if not 0.0 < float(fraction) <= 1.0:
+            raise DatasetError(f"data.fraction={fraction}: fraction selects no patient (must be in (0, 1])")
+        if augment not in AUGMENT_CHOICES:
+            raise DatasetError(f"data.augment: {augment!r} is not one of {AUGMENT_CHOICES}")
+        self.root = Path(root)
+        self.layout = layout
+        self.image_size = int(image_size)
+        self.fraction = float(fraction)
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self.window = _plain(window)
+        self.lesion_only = bool(lesion_only)
+        self.val_ratio, self.test_ratio = float(val_ratio), float(test_ratio)
+        self.subsets = [float(f) for f in _plain(subsets)]
+        self.seed = int(seed)
+        self.augment = augment
+        self.synthetic_dir = synthetic_dir
+        self.generator_ckpt = generator_ckpt
+        self.augment_online = bool(augment_online)
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.splits_path = None if splits_path is None else Path(splits_path)
+        self.label_map = _plain(label_map)
+        self.multi_label_slices = multi_label_slices
+        self.hu_offset = hu_offset
+        self.phantom = phantom
+        self.num_classes = NUM_CLASSES
+        self.save_hyperparameters({k: _plain(v) if not isinstance(v, Path) else str(v)
+                                   for k, v in self._config().items()})
+        self.slices: SliceSet | None = None
+        self.splits: dict | None = None
+        self.train_slices = self.val_slices = self.test_slices = None
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+        self.test_dataset: Dataset | None = None
+
+    def _config(self) -> dict[str, Any]:
+        return {"root": str(self.root), "layout": self.layout, "image_size": self.image_size,
+                "fraction": self.fraction, "batch_size": self.batch_size, "num_workers": self.num_workers,
+                "window": self.window, "lesion_only": self.lesion_only, "val_ratio": self.val_ratio,
+                "test_ratio": self.test_ratio, "subsets": self.subsets, "seed": self.seed,
+                "augment": self.augment, "synthetic_dir": self.synthetic_dir,
+                "generator_ckpt": self.generator_ckpt, "augment_online": self.augment_online,
+                "label_map": self.label_map, "multi_label_slices": self.multi_label_slices,
+                "phantom": self.phantom}
+
+    def _load(self) -> SliceSet:
+        if self.phantom is not None:
+            ensure_phantom(self.root, self.phantom)
+        return load_slices(self.root, layout=self.layout, image_size=self.image_size, window=self.window,
+                           lesion_only=self.lesion_only, cache_dir=self.cache_dir, label_map=self.label_map,
+                           multi_label_slices=self.multi_label_slices, hu_offset=self.hu_offset)
+
+    def prepare_data(self) -> None:
+        """Generate the phantom if needed and fill the slice cache (every input check runs here)."""
+        self.slices = self._load()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Slices (from the cache), splits (seeded; saved to splits_path), datasets."""
+        if self.train_dataset is not None:
+            return
+        if self.slices is None:
+            self.slices = self._load()
+        self.splits = make_splits(self.slices.classes_per_patient(), self.val_ratio, self.test_ratio,
+                                  self.subsets, self.seed)
+        subset_size(self.fraction, len(self.splits["train"]))  # raises if it selects no patient
+        if self.splits_path is not None:
+            self._write_splits(self.splits_path)
+        self.train_slices = self.slices.for_patients(training_patients(self.splits, self.fraction))
+        self.val_slices = self.slices.for_patients(self.splits["val"])
+        self.test_slices = self.slices.for_patients(self.splits["test"])
+        if len(self.train_slices) == 0:
+            raise DatasetError(f"{self.root}: data.fraction={self.fraction} selects patients with no slice")
+        transform = None
+        if self.augment_online:
+            from lcgan_lightning.data.augment import OnlineAugmentation
+
+            transform = OnlineAugmentation(self.image_size)
+        train: Dataset = SliceDataset(self.train_slices, transform=transform)
+        if self.augment != "none":
+            from lcgan_lightning.data.augment_sets import build_extra_train_sets
+
+            extras = build_extra_train_sets(self.augment, self.train_slices, self.synthetic_dir,
+                                            self.generator_ckpt, self.seed)
+            train = ConcatDataset([train, *extras])
+        self.train_dataset = train
+        self.val_dataset = SliceDataset(self.val_slices)
+        self.test_dataset = SliceDataset(self.test_slices)
+
+    def _write_splits(self, path: Path) -> None:
+        """Write splits.json; an existing one must hold the same split (one split per run dir)."""
+        if path.is_file():
+            try:
+                existing = load_splits(path)
+            except ValueError as exc:
+                raise DatasetError(f"{path}: unreadable splits file ({exc})") from exc
+            if existing != self.splits:
+                raise DatasetError(
+                    f"{path}: holds a different split than data.seed={self.seed} gives for {self.root} "
+                    "(seed, ratios or data changed); use another run dir or delete the file"
+                )
+            return
+        if self.trainer is None or self.trainer.is_global_zero:
+            save_splits(self.splits, path)
+
+    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(lean_view(dataset), batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory, generator=generator, collate_fn=collate_slices,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, False, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, False, self.eval_batch_size)
+
+    def summary(self) -> dict[str, Any]:
+        """The inspect.json content (DESIGN.md): counts, pixels per class, skipped, splits."""
+        if self.slices is None or self.splits is None:
+            self.setup()
+        counts = self.slices.pixel_counts()
+        return {
+            "patients": len(self.slices.patient_ids()),
+            "slices": len(self.slices),
+            "lesion_slices": int((counts[:, 1:].sum(axis=1) > 0).sum()),
+            "pixels_per_class": {name: int(counts[:, i + 1].sum()) for i, name in enumerate(LESION_CLASSES)},
+            "skipped": list(self.slices.skipped),
+            "splits": self.splits,
+        }
+
+    def slice_counts(self) -> dict[str, int]:
+        """Slices per split part (train = `fraction` of training patients)."""
+        return {"train": len(self.train_slices), "val": len(self.val_slices), "test": len(self.test_slices),
+                "all": len(self.slices)}

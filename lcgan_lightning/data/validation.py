@@ -1,0 +1,103 @@
+"""Checks on a dataset before anything trains: every defect raises one `DatasetError` naming the file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+# Affines of an image and its label must agree to this tolerance (mm / direction cosines).
+AFFINE_ATOL = 1e-3
+
+
+class DatasetError(Exception):
+    """A dataset (or data config) the loader refuses; the message names the file and the defect."""
+
+
+def _name(path: str | Path) -> str:
+    return str(path)
+
+
+def check_same_geometry(
+    image_path: Path, label_path: Path, image_shape: tuple, label_shape: tuple,
+    image_affine: np.ndarray, label_affine: np.ndarray,
+) -> None:
+    """Image and label must have the same voxel grid (shape and affine)."""
+    if tuple(image_shape) != tuple(label_shape):
+        raise DatasetError(
+            f"{_name(label_path)}: shape mismatch: label {tuple(label_shape)} vs image "
+            f"{tuple(image_shape)} ({_name(image_path)})"
+        )
+    if not np.allclose(image_affine, label_affine, atol=AFFINE_ATOL, rtol=1e-5):
+        raise DatasetError(
+            f"{_name(label_path)}: affine mismatch between label and image {_name(image_path)}: "
+            f"label\n{np.array2string(np.asarray(label_affine), precision=4)}\nvs image\n"
+            f"{np.array2string(np.asarray(image_affine), precision=4)}"
+        )
+
+
+def check_finite_image(image_path: Path, hu: np.ndarray) -> None:
+    """An image may not contain NaN or infinite values."""
+    bad = ~np.isfinite(hu)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DatasetError(
+            f"{_name(image_path)}: image contains NaN/inf values ({int(bad.sum())} voxels, first at "
+            f"voxel {where})"
+        )
+
+
+def check_integer_labels(label_path: Path, raw: np.ndarray) -> np.ndarray:
+    """Return the label volume as int64; float labels are accepted only if every value is integral."""
+    if np.issubdtype(raw.dtype, np.integer) or raw.dtype == bool:
+        return raw.astype(np.int64, copy=False)
+    if not np.all(np.isfinite(raw)):
+        raise DatasetError(f"{_name(label_path)}: non-integer labels: label volume contains NaN/inf")
+    frac = raw != np.round(raw)
+    if frac.any():
+        examples = sorted({float(v) for v in raw[frac].ravel()[:1000]})[:5]
+        raise DatasetError(
+            f"{_name(label_path)}: non-integer labels: {int(frac.sum())} voxels have fractional values "
+            f"(e.g. {examples}); labels must be integer class values"
+        )
+    return np.round(raw).astype(np.int64)
+
+
+def check_label_values(label_path: Path, labels: np.ndarray, allowed: Iterable[int]) -> None:
+    """Every stored label value must be one the label map knows."""
+    allowed_set = {int(v) for v in allowed}
+    present = {int(v) for v in np.unique(labels)}
+    outside = sorted(present - allowed_set)
+    if outside:
+        raise DatasetError(
+            f"{_name(label_path)}: label value(s) {outside} outside the label map "
+            f"(allowed: {sorted(allowed_set)})"
+        )
+
+
+def check_pairs(images: Mapping[str, Path], labels: Mapping[str, Path], root: Path) -> None:
+    """Every image needs a label and every label an image (matched by case name)."""
+    no_label = sorted(set(images) - set(labels))
+    if no_label:
+        raise DatasetError(
+            f"{_name(images[no_label[0]])}: image without label (no matching file in the labels "
+            f"folder of {root}; {len(no_label)} image(s) affected: {no_label[:5]})"
+        )
+    no_image = sorted(set(labels) - set(images))
+    if no_image:
+        raise DatasetError(
+            f"{_name(labels[no_image[0]])}: label without image (no matching file in the images "
+            f"folder of {root}; {len(no_image)} label(s) affected: {no_image[:5]})"
+        )
+    if not images:
+        raise DatasetError(f"{_name(root)}: no image files found")
+
+
+def check_known_keys(given: Iterable[str], valid: Iterable[str], where: str) -> None:
+    """Unknown config keys are an error that lists the valid ones."""
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise DatasetError(
+            f"{where}: unknown config key(s) {unknown}; valid keys: {sorted(valid)}"
+        )

@@ -1,0 +1,289 @@
+"""The whole experiment of the paper (Fig. 4) as a sequence of stages under one run dir.
+
+Each stage runs one of the project's Hydra apps in a subprocess (sweeps as Hydra multiruns
+through the configured launcher) and writes to its fixed place under the run dir:
+
+    data/inspect.json, splits.json       data and splits
+    judge/                               segmenter on 100 % of train (FCN score judge, "full" row)
+    gan/frac=F/epochs=E/                 LcGAN sweep
+    scores.json, selected.json           scoring and selection (select/ holds the contact sheets)
+    synthetic/frac=F/                    synthetic set of the selected generator + manifest.json
+    seg/frac=F/aug=A/seed=S/             segmentation sweep
+    report.md, results.json, figures/    report
+
+A stage whose outputs exist is skipped; a training job whose run dir holds `train_result.json`
+is skipped and an interrupted one resumes from its `last.ckpt`. A failed job leaves `failed.json`
+in its run dir and is reported by name; the jobs beside it still run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+AUGMENTS = ("none", "gan", "traditional", "both")
+STAGES = ("data", "judge", "gan", "select", "synthesize", "seg", "report")
+
+
+def frac_key(fraction: float) -> str:
+    """The key a fraction has in splits.json, selected.json and results.json ("0.025")."""
+    return repr(float(fraction))
+
+
+def quoted(value: object) -> str:
+    """A Hydra override value in single quotes (paths here contain `=`, e.g. `frac=0.1`)."""
+    text = str(value).replace("'", "\\'")
+    return f"'{text}'"
+
+
+class PipelineError(RuntimeError):
+    """A stage failed; the message names the jobs and their errors."""
+
+
+@dataclass
+class Pipeline:
+    """Run the configured stages in order under `run_dir` (see the module docstring)."""
+
+    cfg: DictConfig
+    run_dir: Path
+    python: str = sys.executable
+    timings: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / "pipeline_state.json"
+
+    def _load_state(self) -> dict[str, Any]:
+        return json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+
+    def _save_state(self, stage: str, status: str, wall_s: float) -> None:
+        """Record a stage: `stages` keeps the time of the run that did the work,
+        `last_invocation` says what this invocation did (ran / skipped / failed)."""
+        state = self._load_state()
+        stages = state.setdefault("stages", {})
+        if not (status == "skipped" and stage in stages):
+            stages[stage] = {"status": status, "wall_s": round(wall_s, 1)}
+        state.setdefault("last_invocation", {})[stage] = status
+        self.state_path.write_text(json.dumps(state, indent=2))
+
+    def write_data_config(self) -> Path:
+        """Freeze this run's data config as the config option `data=pipeline` under the run dir.
+
+        Every stage app gets `hydra.searchpath=[file://<run_dir>/conf] data=pipeline`, so all
+        stages read the same data with the same split seed, whatever the training seed.
+        """
+        conf_dir = self.run_dir / "conf" / "data"
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        data = OmegaConf.to_container(self.cfg.data, resolve=True)
+        data["splits_path"] = str(self.run_dir / "splits.json")
+        path = conf_dir / "pipeline.yaml"
+        path.write_text(OmegaConf.to_yaml(OmegaConf.create(data)))
+        return path
+
+    def _common(self) -> list[str]:
+        return [f"hydra.searchpath=[{quoted('file://' + str((self.run_dir / 'conf').resolve()))}]", "data=pipeline"]
+
+    def _run_app(self, module: str, args: Sequence[str], multirun: bool = False) -> None:
+        cmd = [self.python, "-m", module, *(["-m"] if multirun else []), *self._common(), *args]
+        log.info("$ %s", " ".join(cmd))
+        # all stages of one pipeline run share one W&B group
+        env = {**os.environ, "WANDB_RUN_GROUP": os.environ.get("WANDB_RUN_GROUP", f"pipeline-{self.run_dir.name}")}
+        result = subprocess.run(cmd, check=False, env=env)
+        if result.returncode != 0:
+            raise PipelineError(f"{module} exited with {result.returncode}: {' '.join(cmd)}")
+
+    def _train_args(self, stage_cfg: DictConfig) -> list[str]:
+        return [
+            f"trainer={self.cfg.trainer}",
+            f"logger={self.cfg.logger}",
+            "callbacks=none",
+            "skip_if_done=true",
+            "catch_errors=true",
+            "ckpt_path=last",
+            *list(stage_cfg.get("overrides") or []),
+        ]
+
+    def _collect(self, stage: str, run_dirs: Sequence[Path]) -> list[Path]:
+        """Run dirs that did not finish; their failures are recorded by name."""
+        missing = []
+        for d in run_dirs:
+            if (d / "train_result.json").exists():
+                continue
+            missing.append(d)
+            failed = d / "failed.json"
+            reason = json.loads(failed.read_text())["error"] if failed.exists() else "no result"
+            self.failures.append(f"{stage}: {d.relative_to(self.run_dir)}: {reason}")
+        return missing
+
+    def _stage(self, name: str, complete: bool, action) -> None:
+        if name not in self.cfg.stages:
+            return
+        if complete:
+            log.info("stage %s: complete, skipped", name)
+            self._save_state(name, "skipped", 0.0)
+            return
+        log.info("stage %s: running", name)
+        start = time.time()
+        ok = action()
+        self._save_state(name, "ran" if ok is not False else "failed", time.time() - start)
+        if ok is False:
+            raise PipelineError("stage " + name + " failed:\n  " + "\n  ".join(self.failures))
+
+    # ------------------------------------------------------------------ stages
+    def fractions(self) -> list[float]:
+        return [float(f) for f in self.cfg.fractions]
+
+    def gan_dirs(self) -> list[Path]:
+        epochs = list(self.cfg.gan.epochs)
+        per_run = [max(epochs)] if self.cfg.gan.lr_policy == "constant" else epochs
+        return [self.run_dir / "gan" / f"frac={f}" / f"epochs={e}" for f in self.fractions() for e in per_run]
+
+    def seg_dirs(self) -> list[Path]:
+        return [
+            self.run_dir / "seg" / f"frac={f}" / f"aug={a}" / f"seed={s}"
+            for f in self.fractions()
+            for a in self.cfg.augments
+            for s in self.cfg.seeds
+        ]
+
+    def stage_data(self) -> bool:
+        self._run_app("lcgan_lightning.cli.inspect", [f"hydra.run.dir={quoted(self.run_dir / 'data')}"])
+        inspect = json.loads((self.run_dir / "data" / "inspect.json").read_text())
+        if not (self.run_dir / "splits.json").exists():
+            (self.run_dir / "splits.json").write_text(json.dumps(inspect["splits"], indent=2))
+        return True
+
+    def stage_judge(self) -> bool:
+        judge = self.run_dir / "judge"
+        args = [
+            f"model={self.cfg.seg.model}",
+            "data.fraction=1.0",
+            "data.augment=none",
+            f"trainer.max_epochs={self.cfg.judge.max_epochs}",
+            f"seed={self.cfg.seed}",
+            f"hydra.run.dir={quoted(judge)}",
+            "task_name=judge",
+            *self._train_args(self.cfg.seg),
+            *list(self.cfg.judge.get("overrides") or []),
+        ]
+        self._run_app("lcgan_lightning.cli.train", args)
+        return not self._collect("judge", [judge])
+
+    def judge_ckpt(self) -> str:
+        result = json.loads((self.run_dir / "judge" / "train_result.json").read_text())
+        return result["best_ckpt"] or result["last_ckpt"]
+
+    def stage_gan(self) -> bool:
+        epochs = list(self.cfg.gan.epochs)
+        constant = self.cfg.gan.lr_policy == "constant"
+        fracs = ",".join(str(f) for f in self.fractions())
+        args = [
+            "model=lcgan",
+            f"data.fraction={fracs}",
+            f"model.lr_policy={self.cfg.gan.lr_policy}",
+            f"model.save_epochs=[{','.join(str(e) for e in epochs)}]",
+            f"trainer.max_epochs={max(epochs) if constant else ','.join(str(e) for e in epochs)}",
+            f"seed={self.cfg.seed}",
+            "test=false",
+            "task_name=gan",
+            f"hydra/launcher={self.cfg.launcher}",
+            f"hydra.sweep.dir={quoted(self.run_dir / 'gan')}",
+            "hydra.sweep.subdir='frac=${data.fraction}/epochs=${trainer.max_epochs}'",
+            *self._train_args(self.cfg.gan),
+        ]
+        self._run_app("lcgan_lightning.cli.train", args, multirun=True)
+        return not self._collect("gan", self.gan_dirs())
+
+    def stage_select(self) -> bool:
+        args = [
+            f"candidates_dir={quoted(self.run_dir / 'gan')}",
+            f"judge_ckpt={quoted(self.judge_ckpt())}",
+            f"out_dir={quoted(self.run_dir)}",
+            f"seed={self.cfg.seed}",
+            f"hydra.run.dir={quoted(self.run_dir / 'select')}",
+            *list(self.cfg.select.get("overrides") or []),
+        ]
+        self._run_app("lcgan_lightning.cli.select", args)
+        return (self.run_dir / "selected.json").exists()
+
+    def synthetic_dir(self, fraction: float) -> Path:
+        return self.run_dir / "synthetic" / f"frac={fraction}"
+
+    def stage_synthesize(self) -> bool:
+        selected = json.loads((self.run_dir / "selected.json").read_text())
+        for f in self.fractions():
+            out = self.synthetic_dir(f)
+            if (out / "manifest.json").exists():
+                continue
+            args = [
+                f"checkpoint={quoted(selected[frac_key(f)]['checkpoint'])}",
+                f"data.fraction={f}",
+                f"out_dir={quoted(out)}",
+                f"seed={self.cfg.seed}",
+                f"hydra.run.dir={quoted(out / '.hydra_run')}",
+                *list(self.cfg.synthesize.get("overrides") or []),
+            ]
+            self._run_app("lcgan_lightning.cli.synthesize", args)
+        return True
+
+    def stage_seg(self) -> bool:
+        args = [
+            f"model={self.cfg.seg.model}",
+            f"data.fraction={','.join(str(f) for f in self.fractions())}",
+            f"data.augment={','.join(self.cfg.augments)}",
+            f"seed={','.join(str(s) for s in self.cfg.seeds)}",
+            "data.synthetic_dir=" + quoted(f"{self.run_dir / 'synthetic'}/frac=${{data.fraction}}"),
+            f"trainer.max_epochs={self.cfg.seg.max_epochs}",
+            "task_name=seg",
+            f"hydra/launcher={self.cfg.launcher}",
+            f"hydra.sweep.dir={quoted(self.run_dir / 'seg')}",
+            "hydra.sweep.subdir='frac=${data.fraction}/aug=${data.augment}/seed=${seed}'",
+            *self._train_args(self.cfg.seg),
+        ]
+        self._run_app("lcgan_lightning.cli.train", args, multirun=True)
+        return not self._collect("seg", self.seg_dirs())
+
+    def stage_report(self) -> bool:
+        from lcgan_lightning.report import write_report
+
+        write_report(self.run_dir, scale=self.cfg.scale)
+        return True
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> Path:
+        """Run (or finish) every configured stage; returns the report path."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.state_path.exists():
+            state = self._load_state()
+            state["last_invocation"] = {}
+            self.state_path.write_text(json.dumps(state, indent=2))
+        self.write_data_config()
+        (self.run_dir / "pipeline.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+        done = lambda *paths: all(p.exists() for p in paths)  # noqa: E731
+        self._stage("data", done(self.run_dir / "splits.json"), self.stage_data)
+        self._stage("judge", done(self.run_dir / "judge" / "train_result.json"), self.stage_judge)
+        self._stage("gan", done(*(d / "train_result.json" for d in self.gan_dirs())), self.stage_gan)
+        self._stage("select", done(self.run_dir / "scores.json", self.run_dir / "selected.json"), self.stage_select)
+        self._stage(
+            "synthesize",
+            done(*(self.synthetic_dir(f) / "manifest.json" for f in self.fractions())),
+            self.stage_synthesize,
+        )
+        self._stage("seg", done(*(d / "train_result.json" for d in self.seg_dirs())), self.stage_seg)
+        # the report is cheap and must reflect the newest files: always rewritten
+        self._stage("report", False, self.stage_report)
+        return self.run_dir / "report.md"

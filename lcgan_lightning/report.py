@@ -1,0 +1,345 @@
+"""Report of one pipeline run: paper Tables 1–3 and Fig. 7 from this run's files only.
+
+Reads (under the run dir): judge/test_metrics.json, seg/frac=F/aug=A/seed=S/test_metrics.json,
+selected.json, scores.json, pipeline_state.json, synthetic/frac=F/; writes results.json
+(schema in DESIGN.md), results_per_seed.json, report.md and figures/*.png.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lcgan_lightning.constants import CLASS_NAMES, LESION_CLASSES
+
+# results.json names of the augmentation variants (config value -> key)
+VARIANTS: dict[str, str] = {"none": "original", "gan": "gan", "traditional": "traditional", "both": "both"}
+VARIANT_LABELS: dict[str, str] = {
+    "original": "Selected (original)",
+    "gan": "+ GAN generated",
+    "traditional": "+ traditional aug.",
+    "both": "+ both",
+}
+METRIC_KEYS = ("dsc", "precision", "recall")
+
+# The paper's published numbers (Tables 1–3), for side-by-side comparison only.
+PAPER: dict[str, Any] = {
+    "full": {
+        "dsc": 0.628,
+        "precision": 0.850,
+        "recall": 0.802,
+        "per_class_dsc": {"IPH": 0.842, "IVH": 0.760, "SAH": 0.657, "EDH": 0.872, "SDH": 0.817},
+    },
+    "fractions": {
+        "0.025": {
+            "original": {"dsc": 0.244, "precision": 0.408, "recall": 0.360,
+                         "per_class_dsc": {"IPH": 0.772, "IVH": 0.186, "SAH": 0.246, "EDH": 0.424, "SDH": 0.558}},
+            "gan": {"dsc": 0.323, "precision": 0.519, "recall": 0.479,
+                    "per_class_dsc": {"IPH": 0.773, "IVH": 0.513, "SAH": 0.456, "EDH": 0.672, "SDH": 0.602}},
+            "traditional": {"dsc": 0.352, "precision": 0.549, "recall": 0.502,
+                            "per_class_dsc": {"IPH": 0.782, "IVH": 0.553, "SAH": 0.481, "EDH": 0.612, "SDH": 0.635}},
+            "both": {"dsc": 0.371, "precision": 0.607, "recall": 0.540,
+                     "per_class_dsc": {"IPH": 0.777, "IVH": 0.517, "SAH": 0.529, "EDH": 0.708, "SDH": 0.642}},
+        },
+        "0.1": {
+            "original": {"dsc": 0.478, "precision": 0.695, "recall": 0.681,
+                         "per_class_dsc": {"IPH": 0.809, "IVH": 0.682, "SAH": 0.629, "EDH": 0.716, "SDH": 0.690}},
+            "gan": {"dsc": 0.489, "precision": 0.719, "recall": 0.684,
+                    "per_class_dsc": {"IPH": 0.816, "IVH": 0.685, "SAH": 0.630, "EDH": 0.738, "SDH": 0.691}},
+            "traditional": {"dsc": 0.529, "precision": 0.762, "recall": 0.724,
+                            "per_class_dsc": {"IPH": 0.818, "IVH": 0.702, "SAH": 0.645, "EDH": 0.768, "SDH": 0.737}},
+            "both": {"dsc": 0.538, "precision": 0.766, "recall": 0.737,
+                     "per_class_dsc": {"IPH": 0.821, "IVH": 0.715, "SAH": 0.636, "EDH": 0.775, "SDH": 0.752}},
+        },
+        "0.25": {
+            "original": {"dsc": 0.565, "precision": 0.809, "recall": 0.747,
+                         "per_class_dsc": {"IPH": 0.829, "IVH": 0.737, "SAH": 0.654, "EDH": 0.811, "SDH": 0.767}},
+            "gan": {"dsc": 0.571, "precision": 0.810, "recall": 0.757,
+                    "per_class_dsc": {"IPH": 0.832, "IVH": 0.748, "SAH": 0.652, "EDH": 0.832, "SDH": 0.766}},
+            "traditional": {"dsc": 0.580, "precision": 0.834, "recall": 0.763,
+                            "per_class_dsc": {"IPH": 0.828, "IVH": 0.737, "SAH": 0.652, "EDH": 0.837, "SDH": 0.781}},
+            "both": {"dsc": 0.581, "precision": 0.844, "recall": 0.777,
+                     "per_class_dsc": {"IPH": 0.832, "IVH": 0.750, "SAH": 0.653, "EDH": 0.837, "SDH": 0.780}},
+        },
+    },
+}
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _metrics(raw: dict[str, Any]) -> dict[str, Any]:
+    """The METRICS block of DESIGN.md from a test_metrics.json (extra keys dropped)."""
+    return {
+        **{k: float(raw[k]) for k in METRIC_KEYS},
+        "per_class_dsc": {c: float(raw["per_class_dsc"][c]) for c in LESION_CLASSES},
+    }
+
+
+def _aggregate(runs: list[dict[str, Any]], reduce) -> dict[str, Any]:
+    return {
+        **{k: reduce([r[k] for r in runs]) for k in METRIC_KEYS},
+        "per_class_dsc": {c: reduce([r["per_class_dsc"][c] for r in runs]) for c in LESION_CLASSES},
+    }
+
+
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def collect_results(run_dir: Path, scale: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(results.json content, per-seed metrics, std over seeds) from the run dir's files."""
+    run_dir = Path(run_dir)
+    selected = _read_json(run_dir / "selected.json")
+    pipeline_cfg = _load_yaml(run_dir / "pipeline.yaml")
+    results: dict[str, Any] = {
+        "scale": scale,
+        "image_size": int(pipeline_cfg["data"]["image_size"]),
+        "seed": int(pipeline_cfg["seed"]),
+        "full": _metrics(_read_json(run_dir / "judge" / "test_metrics.json")),
+        "fractions": {},
+    }
+    per_seed: dict[str, Any] = {}
+    std: dict[str, Any] = {}
+    for frac_dir in sorted((run_dir / "seg").glob("frac=*"), key=lambda p: float(p.name[5:])):
+        fkey = repr(float(frac_dir.name[5:]))
+        block: dict[str, Any] = {}
+        for aug, name in VARIANTS.items():
+            runs = {
+                p.parent.name: _metrics(_read_json(p))
+                for p in sorted((frac_dir / f"aug={aug}").glob("seed=*/test_metrics.json"))
+            }
+            if not runs:
+                continue
+            block[name] = _aggregate(list(runs.values()), statistics.fmean)
+            per_seed.setdefault(fkey, {})[name] = runs
+            std.setdefault(fkey, {})[name] = _aggregate(list(runs.values()), _std)
+        sel = selected[fkey]
+        block["selected"] = {
+            "epochs": int(sel["epochs"]),
+            "fcn_score": float(sel["fcn_score"]),
+            "sharpness": float(sel["sharpness"]),
+            "fooled": float(sel["fooled"]),
+        }
+        results["fractions"][fkey] = block
+    return results, per_seed, std
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # type: ignore[return-value]
+
+
+def _fmt(mean: float, sd: float | None = None) -> str:
+    return f"{mean:.3f}" if not sd else f"{mean:.3f} ± {sd:.3f}"
+
+
+def _tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:
+    fracs = list(results["fractions"])
+    head = "| | " + " | ".join(f"{float(f) * 100:g} % (ours / paper)" for f in fracs) + " |"
+    sep = "|---" * (len(fracs) + 1) + "|"
+    lines = ["## Table 1 — DSC (mean over test images, background ignored)", "", head, sep]
+
+    def row(label: str, key: str, metric: str) -> str:
+        cells = []
+        for f in fracs:
+            ours = results["fractions"][f].get(key)
+            paper = PAPER["fractions"].get(f, {}).get(key, {}).get(metric)
+            sd = std.get(f, {}).get(key, {}).get(metric)
+            cell = _fmt(ours[metric], sd) if ours else "—"
+            cells.append(f"{cell} / {paper:.3f}" if paper is not None else cell)
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    for key, label in VARIANT_LABELS.items():
+        lines.append(row(label, key, "dsc"))
+    lines += [f"| Entire dataset (100 %) | {results['full']['dsc']:.3f} / {PAPER['full']['dsc']:.3f} |", ""]
+
+    lines += ["## Table 2 — detection precision and recall (test set)", ""]
+    for metric in ("precision", "recall"):
+        lines += [f"**{metric}**", "", head, sep]
+        for key, label in VARIANT_LABELS.items():
+            lines.append(row(label, key, metric))
+        lines += [
+            f"| Entire dataset (100 %) | {results['full'][metric]:.3f} / {PAPER['full'][metric]:.3f} |",
+            "",
+        ]
+
+    lines += ["## Table 3 — DSC per class (ours / paper)", ""]
+    lines += ["| training data | " + " | ".join(LESION_CLASSES) + " |", "|---" * (len(LESION_CLASSES) + 1) + "|"]
+    for f in fracs:
+        for key, label in VARIANT_LABELS.items():
+            ours = results["fractions"][f].get(key)
+            if not ours:
+                continue
+            paper = PAPER["fractions"].get(f, {}).get(key, {}).get("per_class_dsc", {})
+            cells = [
+                f"{ours['per_class_dsc'][c]:.3f} / {paper[c]:.3f}" if c in paper else f"{ours['per_class_dsc'][c]:.3f}"
+                for c in LESION_CLASSES
+            ]
+            lines.append(f"| {float(f) * 100:g} % {label} | " + " | ".join(cells) + " |")
+    full = results["full"]["per_class_dsc"]
+    cells = [f"{full[c]:.3f} / {PAPER['full']['per_class_dsc'][c]:.3f}" for c in LESION_CLASSES]
+    lines += ["| 100 % (entire dataset) | " + " | ".join(cells) + " |", ""]
+    return lines
+
+
+def _fig7(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fracs = list(results["fractions"])
+    x = [float(f) * 100 for f in fracs]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, metric in zip(axes, METRIC_KEYS, strict=True):
+        for key in ("gan", "traditional", "both"):
+            ys = [
+                results["fractions"][f][key][metric] - results["fractions"][f]["original"][metric]
+                if key in results["fractions"][f] and "original" in results["fractions"][f]
+                else np.nan
+                for f in fracs
+            ]
+            ax.plot(x, ys, marker="o", label=VARIANT_LABELS[key])
+        paper = [
+            PAPER["fractions"][f]["both"][metric] - PAPER["fractions"][f]["original"][metric]
+            if f in PAPER["fractions"]
+            else np.nan
+            for f in fracs
+        ]
+        ax.plot(x, paper, "k--", marker="x", label="paper, + both")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xticks(x, [f"{v:g}" for v in x])
+        ax.set_xlabel("training patients (%)")
+        ax.set_title(f"{metric} improvement over original")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _sample_grid(run_dir: Path, fkey: str, path: Path) -> bool:
+    """Mask | real | synthetic, one row per lesion class present in the synthetic set."""
+    syn_dir = run_dir / "synthetic" / f"frac={fkey}"
+    if not (syn_dir / "manifest.json").exists():
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lcgan_lightning.visual import mask_to_rgb
+
+    manifest = _read_json(syn_dir / "manifest.json")
+    images = np.load(syn_dir / "images.npy", mmap_mode="r")
+    masks = np.load(syn_dir / "masks.npy", mmap_mode="r")
+    real = _real_slices(run_dir, manifest["source"])
+    rows = []
+    for cls in range(1, len(CLASS_NAMES)):
+        areas = (masks == cls).reshape(len(masks), -1).sum(1)
+        if areas.max() > 0:
+            rows.append((CLASS_NAMES[cls], int(np.argmax(areas))))
+    if not rows:
+        return False
+    fig, axes = plt.subplots(len(rows), 3, figsize=(6.6, 2.2 * len(rows)), squeeze=False)
+    for (name, i), ax_row in zip(rows, axes, strict=True):
+        panels = [mask_to_rgb(masks[i]), real[i] if real is not None else None, images[i]]
+        for ax, img, title in zip(ax_row, panels, ("mask", "real", "synthetic"), strict=True):
+            ax.axis("off")
+            if img is None:
+                continue
+            ax.imshow(img, cmap=None if img.ndim == 3 else "gray", vmin=-1, vmax=1)
+            ax.set_title(f"{name}: {title}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _real_slices(run_dir: Path, source: list[dict[str, Any]]) -> np.ndarray | None:
+    """The real slices a synthetic set was generated from, via the run's frozen data config."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    data_cfg = run_dir / "conf" / "data" / "pipeline.yaml"
+    if not data_cfg.exists():
+        return None
+    dm = instantiate(OmegaConf.load(data_cfg))
+    dm.setup("fit")
+    slices = dm.slices
+    index = {(str(v), int(s)): i for i, (v, s) in enumerate(zip(slices.volumes, slices.slice_index, strict=True))}
+    rows = [index[(str(r["volume"]), int(r["slice"]))] for r in source]
+    return np.asarray(slices.images[rows], dtype=np.float32)
+
+
+def _selection_table(run_dir: Path) -> list[str]:
+    scores = _read_json(run_dir / "scores.json")
+    selected = _read_json(run_dir / "selected.json")
+    cands = scores.get("candidates", [])
+    cols = ["fraction", "epochs", "fcn_score", "sharpness", "fft_mean", "fooled_0.1", "fooled_0.5"]
+    lines = ["## Generator selection", ""]
+    if scores.get("conventions"):
+        lines += [f"_{scores['conventions'] if isinstance(scores['conventions'], str) else json.dumps(scores['conventions'])}_", ""]
+    lines += ["| " + " | ".join(cols) + " | selected |", "|---" * (len(cols) + 1) + "|"]
+    for c in cands:
+        fkey = repr(float(c.get("fraction")))
+        chosen = selected.get(fkey, {}).get("checkpoint") == c.get("checkpoint")
+        cells = [
+            f"{c.get(k):.4g}" if isinstance(c.get(k), float) else str(c.get(k, "—")) for k in cols
+        ]
+        lines.append("| " + " | ".join(cells) + f" | {'**yes**' if chosen else ''} |")
+    lines.append("")
+    for fkey, sel in selected.items():
+        if isinstance(sel, dict) and sel.get("reason"):
+            lines.append(f"- {float(fkey) * 100:g} %: {sel['reason']}")
+    return lines + [""]
+
+
+def write_report(run_dir: Path, scale: str = "custom") -> Path:
+    """Write results.json, results_per_seed.json, report.md and figures/ for a finished run."""
+    run_dir = Path(run_dir)
+    figures = run_dir / "figures"
+    figures.mkdir(exist_ok=True)
+    results, per_seed, std = collect_results(run_dir, scale)
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    (run_dir / "results_per_seed.json").write_text(json.dumps({"per_seed": per_seed, "std": std}, indent=2))
+
+    seeds = sorted({s for f in per_seed.values() for v in f.values() for s in v})
+    lines = [
+        f"# LcGAN experiment report — scale `{scale}`",
+        "",
+        f"Run dir: `{run_dir}` · image size {results['image_size']}² · split seed {results['seed']} · "
+        f"segmentation seeds: {', '.join(s.split('=')[1] for s in seeds) or '—'}"
+        + (" (cells: mean ± std over seeds)" if len(seeds) > 1 else ""),
+        "",
+        "Every number below comes from this run's files; the paper's published value follows each of ours "
+        "(`ours / paper`) where the paper has one. The paper used ~2,100 real patients at 256²; "
+        "small-scale runs are not expected to match it in absolute terms.",
+        "",
+    ]
+    lines += _tables(results, std)
+    _fig7(results, figures / "fig7_improvement.png")
+    lines += ["## Fig. 7 analogue — improvement over the original training set", "",
+              "![improvement](figures/fig7_improvement.png)", ""]
+    lines += ["## Samples — mask | real | synthetic (selected generator)", ""]
+    for fkey in results["fractions"]:
+        name = f"samples_frac={fkey}.png"
+        if _sample_grid(run_dir, fkey, figures / name):
+            lines += [f"**{float(fkey) * 100:g} %**", "", f"![samples {fkey}](figures/{name})", ""]
+    lines += _selection_table(run_dir)
+    state_file = run_dir / "pipeline_state.json"
+    state = _read_json(state_file).get("stages", {}) if state_file.exists() else {}
+    if state:
+        lines += ["## Run time per stage", "", "| stage | status | wall (s) |", "|---|---|---|"]
+        lines += [f"| {k} | {v['status']} | {v['wall_s']:.1f} |" for k, v in state.items()]
+        lines.append("")
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
