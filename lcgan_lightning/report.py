@@ -73,18 +73,31 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _metrics(raw: dict[str, Any]) -> dict[str, Any]:
-    """The METRICS block of DESIGN.md from a test_metrics.json (extra keys dropped)."""
+    """The METRICS block of DESIGN.md from a test_metrics.json (extra keys dropped).
+
+    A class absent from both truth and prediction on the whole test set has no DSC: null.
+    """
     return {
         **{k: float(raw[k]) for k in METRIC_KEYS},
-        "per_class_dsc": {c: float(raw["per_class_dsc"][c]) for c in LESION_CLASSES},
+        "per_class_dsc": {c: _float_or_none(raw["per_class_dsc"].get(c)) for c in LESION_CLASSES},
     }
 
 
 def _aggregate(runs: list[dict[str, Any]], reduce) -> dict[str, Any]:
+    """Reduce each figure over seeds, ignoring the runs where it is null."""
+
+    def over_runs(values: list[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return reduce(present) if present else None
+
     return {
-        **{k: reduce([r[k] for r in runs]) for k in METRIC_KEYS},
-        "per_class_dsc": {c: reduce([r["per_class_dsc"][c] for r in runs]) for c in LESION_CLASSES},
+        **{k: over_runs([r[k] for r in runs]) for k in METRIC_KEYS},
+        "per_class_dsc": {c: over_runs([r["per_class_dsc"][c] for r in runs]) for c in LESION_CLASSES},
     }
 
 
@@ -136,7 +149,9 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # type: ignore[return-value]
 
 
-def _fmt(mean: float, sd: float | None = None) -> str:
+def _fmt(mean: float | None, sd: float | None = None) -> str:
+    if mean is None:
+        return "—"
     return f"{mean:.3f}" if not sd else f"{mean:.3f} ± {sd:.3f}"
 
 
@@ -179,12 +194,12 @@ def _tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:
                 continue
             paper = PAPER["fractions"].get(f, {}).get(key, {}).get("per_class_dsc", {})
             cells = [
-                f"{ours['per_class_dsc'][c]:.3f} / {paper[c]:.3f}" if c in paper else f"{ours['per_class_dsc'][c]:.3f}"
+                f"{_fmt(ours['per_class_dsc'][c])} / {paper[c]:.3f}" if c in paper else _fmt(ours["per_class_dsc"][c])
                 for c in LESION_CLASSES
             ]
             lines.append(f"| {float(f) * 100:g} % {label} | " + " | ".join(cells) + " |")
     full = results["full"]["per_class_dsc"]
-    cells = [f"{full[c]:.3f} / {PAPER['full']['per_class_dsc'][c]:.3f}" for c in LESION_CLASSES]
+    cells = [f"{_fmt(full[c])} / {PAPER['full']['per_class_dsc'][c]:.3f}" for c in LESION_CLASSES]
     lines += ["| 100 % (entire dataset) | " + " | ".join(cells) + " |", ""]
     return lines
 
@@ -285,8 +300,11 @@ def _selection_table(run_dir: Path) -> list[str]:
     cands = scores.get("candidates", [])
     cols = ["fraction", "epochs", "fcn_score", "sharpness", "fft_mean", "fooled_0.1", "fooled_0.5"]
     lines = ["## Generator selection", ""]
-    if scores.get("conventions"):
-        lines += [f"_{scores['conventions'] if isinstance(scores['conventions'], str) else json.dumps(scores['conventions'])}_", ""]
+    conventions = scores.get("conventions")
+    if isinstance(conventions, dict):
+        lines += [f"- **{k}**: {v}" for k, v in conventions.items()] + [""]
+    elif conventions:
+        lines += [str(conventions), ""]
     lines += ["| " + " | ".join(cols) + " | selected |", "|---" * (len(cols) + 1) + "|"]
     for c in cands:
         fkey = repr(float(c.get("fraction")))

@@ -1,0 +1,286 @@
+"""Training-step benchmark of the LcGAN: Lightning module vs the same loop in plain PyTorch.
+
+    python -m lcgan_lightning.bench --out bench.json [--steps 10] [--warmup 3] [--sizes 256]
+                                    [--batch-sizes 1,16] [--modes fp32,bf16_cl] [--threads N]
+
+One G+D step = generator forward, one discriminator update, one generator update (LcGAN.training_step).
+Each (implementation, mode, image size, batch size) runs in a fresh subprocess so peak memory is its own:
+CUDA: torch.cuda.max_memory_allocated; CPU: peak resident set size of the process (ru_maxrss) minus the
+RSS before the models were built. Modes: fp32; bf16_cl = bf16 autocast + channels_last (CUDA only by
+default). Step time = wall clock of one full training iteration (fetch from an in-memory dataset,
+transfer, G+D step, framework bookkeeping; device synchronised), median over the timed steps after `--warmup` untimed ones (the median resists load spikes on shared
+machines); throughput = batch / median step time. `--repeats` alternates plain/Lightning runs and keeps
+each implementation's fastest median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+MODES = ("fp32", "bf16_cl")
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return float("nan")
+
+
+def machine_info() -> dict[str, Any]:
+    import pytorch_lightning as pl
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "pytorch_lightning": pl.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda_version"] = torch.version.cuda
+    return info
+
+
+def _dataset(n: int, image_size: int, seed: int = 0, stored: int = 32):
+    """`n` samples that cycle through `stored` fixed random (mask one-hot, image) pairs."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import Dataset
+
+    g = torch.Generator().manual_seed(seed)
+    stored = min(n, stored)
+    masks = torch.randint(0, 6, (stored, image_size // 16, image_size // 16), generator=g)
+    masks = masks.repeat_interleave(16, 1).repeat_interleave(16, 2)
+    onehot = F.one_hot(masks, 6).permute(0, 3, 1, 2).float()
+    images = torch.rand(stored, 1, image_size, image_size, generator=g) * 2 - 1
+
+    class Fixed(Dataset):
+        def __len__(self) -> int:
+            return n
+
+        def __getitem__(self, i: int) -> dict:
+            return {"image": images[i % stored], "mask_onehot": onehot[i % stored]}
+
+    return Fixed()
+
+
+def _run_one(spec: dict[str, Any]) -> dict[str, Any]:
+    """One measurement in this process."""
+    import pytorch_lightning as pl
+    import torch
+    from torch.utils.data import DataLoader
+
+    from lcgan_lightning.models.lcgan import LcGAN, discriminator_loss, generator_loss
+
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    cuda = torch.cuda.is_available() and not spec.get("cpu")
+    device = torch.device("cuda" if cuda else "cpu")
+    bs, size, warmup, steps = spec["batch"], spec["image_size"], spec["warmup"], spec["steps"]
+    bf16_cl = spec["mode"] == "bf16_cl"
+    torch.manual_seed(0)
+    rss0 = _rss_mb()
+    n_total = warmup + steps
+    loader = DataLoader(_dataset(bs * n_total, size), batch_size=bs, shuffle=False, drop_last=True)
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    class BenchGAN(LcGAN):
+        def configure_callbacks(self):
+            return []
+
+        def on_after_batch_transfer(self, batch, dataloader_idx):
+            if bf16_cl:
+                batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
+            return batch
+
+    model = BenchGAN(image_size=size, ngf=spec["ngf"], ndf=spec["ndf"], save_epochs=[])
+    if bf16_cl:
+        model = model.to(memory_format=torch.channels_last)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+
+    # time stamps at the start of every iteration (device synchronised): differences = full iterations
+    # (fetch + transfer + G/D step + framework bookkeeping)
+    stamps: list[float] = []
+    if spec["impl"] == "lightning":
+
+        class Timer(pl.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                sync()
+                stamps.append(time.perf_counter())
+
+            def on_train_end(self, trainer, pl_module):
+                sync()
+                stamps.append(time.perf_counter())
+
+        trainer = pl.Trainer(
+            accelerator="gpu" if cuda else "cpu", devices=1, max_epochs=1,
+            precision="bf16-mixed" if bf16_cl else "32-true", logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+            num_sanity_val_steps=0, callbacks=[Timer()],
+        )
+        trainer.fit(model, train_dataloaders=loader)
+    else:
+        model.to(device)
+        model.train()
+        g, d = model.generator, model.discriminator
+        hp = model.hparams
+        opt_g = torch.optim.Adam(g.parameters(), lr=hp.lr, betas=(hp.beta1, hp.beta2))
+        opt_d = torch.optim.Adam(d.parameters(), lr=hp.lr, betas=(hp.beta1, hp.beta2))
+
+        def set_grad(net, flag: bool) -> None:
+            for p in net.parameters():
+                p.requires_grad_(flag)
+
+        def step(batch) -> None:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            if bf16_cl:
+                batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
+            cond, real = batch["mask_onehot"], batch["image"]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_cl):
+                fake = g(cond)
+                set_grad(g, False)
+                loss_d, *_ = discriminator_loss(d(torch.cat([cond, real], 1)), d(torch.cat([cond, fake.detach()], 1)))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            set_grad(g, True)
+            set_grad(d, False)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_cl):
+                loss_g, *_ = generator_loss(d(torch.cat([cond, fake], 1)), fake, real, hp.lambda_l1)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            set_grad(d, True)
+
+        for batch in loader:
+            sync()
+            stamps.append(time.perf_counter())
+            step(batch)
+        sync()
+        stamps.append(time.perf_counter())
+
+    step_times = [b - a for a, b in zip(stamps[:-1], stamps[1:], strict=True)]
+    timed = sorted(step_times[warmup:])
+    median = timed[len(timed) // 2] if len(timed) % 2 else 0.5 * (timed[len(timed) // 2 - 1] + timed[len(timed) // 2])
+    out = dict(spec)
+    out.update(
+        device=str(device),
+        s_per_step=median,
+        images_per_s=bs / median,
+        s_per_step_mean=sum(timed) / len(timed),
+        s_per_step_min=timed[0],
+    )
+    if cuda:
+        out.update(peak_mem_mb=torch.cuda.max_memory_allocated() / 2**20, mem_kind="cuda_max_allocated")
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out.update(peak_mem_mb=peak - rss0, peak_rss_mb=peak, mem_kind="cpu_peak_rss_minus_start")
+    return out
+
+
+def _measure(spec: dict[str, Any]) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "lcgan_lightning.bench", "--child", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")]
+    if proc.returncode != 0 or not lines:
+        return dict(spec, error=(proc.stderr or proc.stdout)[-2000:])
+    return json.loads(lines[-1][len("BENCH_RESULT "):])
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in str(text).split(",") if x.strip()]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="bench.json", help="JSON result file")
+    p.add_argument("--steps", type=int, default=None, help="timed G+D steps per measurement (CUDA 20, CPU 3)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (CUDA 5, CPU 1)")
+    p.add_argument("--sizes", default="256", help="image sizes, comma-separated")
+    p.add_argument("--batch-sizes", default="1,16", help="batch sizes, comma-separated")
+    p.add_argument("--modes", default=None, help="fp32,bf16_cl (default: both on CUDA, fp32 on CPU)")
+    p.add_argument("--ngf", type=int, default=64)
+    p.add_argument("--ndf", type=int, default=64)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--repeats", type=int, default=1, help="alternate plain/Lightning runs; keep each one's best")
+    p.add_argument("--cpu", action="store_true", help="benchmark on CPU even when CUDA is available")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.child:
+        print("BENCH_RESULT " + json.dumps(_run_one(json.loads(args.child))), flush=True)
+        return {}
+
+    import torch
+
+    cuda = torch.cuda.is_available() and not args.cpu
+    if args.steps is None:
+        args.steps = 20 if cuda else 3
+    if args.warmup is None:
+        args.warmup = 5 if cuda else 1
+    modes = args.modes.split(",") if args.modes else (list(MODES) if cuda else ["fp32"])
+    for m in modes:
+        if m not in MODES:
+            raise SystemExit(f"--modes: unknown mode {m!r} (choose from {MODES})")
+    results, ratios = [], []
+    header = f"{'impl':<10} {'mode':<8} {'size':>5} {'batch':>5} {'img/s':>9} {'s/step':>8} {'peak MB':>9}"
+    print(header)
+    for size in _ints(args.sizes):
+        for mode in modes:
+            for bs in _ints(args.batch_sizes):
+                pair: dict[str, dict] = {}
+                for rep in range(args.repeats):
+                    for impl in ("plain", "lightning"):
+                        spec = dict(impl=impl, mode=mode, image_size=size, batch=bs, steps=args.steps,
+                                    warmup=args.warmup, ngf=args.ngf, ndf=args.ndf, threads=args.threads,
+                                    cpu=args.cpu, repeat=rep)
+                        r = _measure(spec)
+                        results.append(r)
+                        if "error" in r:
+                            print(f"{impl:<10} {mode:<8} {size:>5} {bs:>5}  FAILED: {r['error'][-300:]}")
+                            pair.setdefault(impl, r)
+                            continue
+                        print(f"{impl:<10} {mode:<8} {size:>5} {bs:>5} {r['images_per_s']:>9.3f} "
+                              f"{r['s_per_step']:>8.3f} {r['peak_mem_mb']:>9.0f}", flush=True)
+                        best = pair.get(impl)
+                        if best is None or "error" in best or r["images_per_s"] > best["images_per_s"]:
+                            pair[impl] = r
+                if all("error" not in r for r in pair.values()):
+                    ratio = pair["lightning"]["images_per_s"] / pair["plain"]["images_per_s"]
+                    ratios.append(dict(mode=mode, image_size=size, batch=bs, lightning_over_plain=ratio,
+                                       overhead_pct=100 * (1 - ratio)))
+                    print(f"  -> Lightning/plain throughput {ratio:.3f} (overhead {100 * (1 - ratio):+.1f} %)")
+    report = {"machine": machine_info(), "args": vars(args), "results": results, "ratios": ratios}
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

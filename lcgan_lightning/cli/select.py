@@ -1,0 +1,124 @@
+"""`lcgan-select`: score every candidate generator of a GAN sweep and pick one per fraction.
+
+    lcgan-select candidates_dir=<run>/gan judge_ckpt=<judge.ckpt> splits_path=<run>/splits.json out_dir=<run>
+
+See `conf/select.yaml` and the README section "Choosing generators".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from lcgan_lightning.config import register_resolvers, to_plain
+from lcgan_lightning.paths import CONF_DIR
+
+log = logging.getLogger(__name__)
+
+register_resolvers()
+
+
+def load_data(data_cfg: DictConfig, splits_path: str | None) -> tuple[Any, Any, dict]:
+    """(validation slices, all training slices, splits) of the configured dataset and split."""
+    from hydra.utils import instantiate
+
+    dm = instantiate(data_cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    if splits_path:
+        path = Path(splits_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"splits_path {path} does not exist")
+        splits = json.loads(path.read_text())
+        for key in ("train", "val"):
+            if not splits.get(key):
+                raise ValueError(f"{path}: no '{key}' patients")
+        val = dm.slices.for_patients(splits["val"])
+    else:
+        splits, val = dm.splits, dm.val_slices
+    if len(val) == 0:
+        raise ValueError("the validation split holds no slice: nothing to score generators on")
+    return val, dm.slices.for_patients(splits["train"]), splits
+
+
+def select_generators(cfg: DictConfig) -> dict[str, Any]:
+    """Run scoring + selection as configured; returns selected.json's content."""
+    from lcgan_lightning.models.lcgan import load_generator
+    from lcgan_lightning.models.segmenter import load_segmenter
+    from lcgan_lightning.selection import realism, score
+
+    if cfg.candidates:
+        candidates, skipped = score.parse_candidates(to_plain(cfg.candidates)), []
+    elif cfg.candidates_dir:
+        candidates, skipped = score.discover_candidates(cfg.candidates_dir)
+    else:
+        raise ValueError("set candidates_dir=<sweep dir> or candidates=[...]")
+    if cfg.fractions is not None:
+        wanted = {score.frac_key(f) for f in cfg.fractions}
+        candidates = [c for c in candidates if score.frac_key(c.fraction) in wanted]
+        if not candidates:
+            raise ValueError(f"no candidate of fractions {sorted(wanted)}")
+    for s in skipped:
+        log.warning("skipped %s: %s", s["file"], s["reason"])
+    log.info("%d candidates: %s", len(candidates), ", ".join(c.name for c in candidates))
+
+    judge_path = Path(cfg.judge_ckpt)
+    if not judge_path.is_file():
+        raise FileNotFoundError(f"judge_ckpt {judge_path} does not exist")
+    device = score.resolve_device(cfg.device)
+    judge = load_segmenter(str(judge_path), map_location=device).to(device)
+
+    splits_path = cfg.splits_path or cfg.data.get("splits_path")
+    val, train_all, _ = load_data(cfg.data, splits_path)
+    eval_set = score.make_eval_set(val, train_all, cfg.max_images, cfg.seed, cfg.lesion_only, cfg.real_pool_max)
+    settings = {
+        "judge_ckpt": str(judge_path),
+        "splits_path": str(splits_path) if splits_path else None,
+        "max_images": cfg.max_images,
+        "lesion_only": cfg.lesion_only,
+        "batch_size": cfg.batch_size,
+        "device": device,
+        "data": to_plain(cfg.data),
+    }
+    return score.run_scoring(
+        candidates,
+        eval_set,
+        judge,
+        lambda p: load_generator(p, map_location=device),
+        out_dir=cfg.out_dir,
+        sheets_dir=cfg.sheets_dir,
+        seed=cfg.seed,
+        dropout=cfg.dropout,
+        batch_size=cfg.batch_size,
+        realism_cfg=realism.realism_config(to_plain(cfg.realism)),
+        rule_name=cfg.rule.name,
+        weights=to_plain(cfg.rule.weights),
+        fid=cfg.fid,
+        ssim_psnr=cfg.ssim_psnr,
+        sheet_columns=cfg.sheet_columns,
+        skipped=skipped,
+        settings=settings,
+    )
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="select", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    (Path(cfg.paths.output_dir)).mkdir(parents=True, exist_ok=True)
+    (Path(cfg.paths.output_dir) / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    selected = select_generators(cfg)
+    for fkey, s in selected.items():
+        log.info("fraction %s: %s epochs (%s)", fkey, s["epochs"], s["reason"])
+    print(json.dumps(selected, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""`lcgan-synthesize`: one synthetic CT per training mask of a fraction, from one generator.
+
+    lcgan-synthesize checkpoint=<gen.ckpt> data.fraction=0.1 splits_path=<run>/splits.json out_dir=<dir>
+
+Writes `<out_dir>/images.npy`, `masks.npy`, `manifest.json`, `previews/`. See `conf/synthesize.yaml`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+from lcgan_lightning.config import register_resolvers
+from lcgan_lightning.paths import CONF_DIR
+
+log = logging.getLogger(__name__)
+
+register_resolvers()
+
+
+def resolve_checkpoint(cfg: DictConfig, fraction: float) -> str:
+    """The generator checkpoint: `checkpoint`, else selected_json's entry for `fraction`."""
+    from lcgan_lightning.selection.score import frac_key
+
+    if cfg.checkpoint:
+        return str(cfg.checkpoint)
+    if not cfg.selected_json:
+        raise ValueError("set checkpoint=<generator.ckpt> or selected_json=<run>/selected.json")
+    path = Path(cfg.selected_json)
+    selected = json.loads(path.read_text())
+    key = frac_key(fraction)
+    if key not in selected:
+        raise ValueError(f"{path} has no generator for fraction {key} (has {sorted(selected)})")
+    return selected[key]["checkpoint"]
+
+
+def synthesize_from_config(cfg: DictConfig) -> dict[str, Any]:
+    """Load the fraction's training slices and write the synthetic set; returns the manifest."""
+    from hydra.utils import instantiate
+
+    from lcgan_lightning.synthesize import synthesize, training_slices
+
+    fraction = float(cfg.data.fraction)
+    out_dir = Path(cfg.out_dir)
+    if (out_dir / "manifest.json").exists() and not cfg.overwrite:
+        raise FileExistsError(f"{out_dir} already holds a synthetic set (manifest.json); pass overwrite=true")
+    checkpoint = resolve_checkpoint(cfg, fraction)
+
+    dm = instantiate(cfg.data)
+    dm.prepare_data()
+    dm.setup("fit")
+    splits_path = cfg.splits_path or cfg.data.get("splits_path")
+    splits = json.loads(Path(splits_path).read_text()) if splits_path else None
+    slices = training_slices(dm, fraction, splits)
+    if cfg.lesion_only:
+        keep = np.asarray(slices.masks).reshape(len(slices), -1).max(1) > 0
+        slices = slices.select(keep)
+    return synthesize(checkpoint, slices, out_dir, fraction, seed=cfg.seed, dropout=cfg.dropout, previews=cfg.previews,
+                      device=cfg.device)
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="synthesize", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    manifest = synthesize_from_config(cfg)
+    log.info("wrote %d synthetic slices (fraction %s) to %s", manifest["n"], manifest["fraction"], cfg.out_dir)
+
+
+if __name__ == "__main__":
+    main()

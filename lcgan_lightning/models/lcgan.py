@@ -1,0 +1,421 @@
+"""LcGAN: lesion-conditional pix2pix GAN (paper §3.1, §4.2) as a LightningModule, and its reloader.
+
+Objective (pix2pix): D minimises ½·[BCE(D(x,y),1) + BCE(D(x,G(x)),0)]; G minimises
+BCE(D(x,G(x)),1) + λ·|y − G(x)|₁ with λ = 100. Adam(2e-4, β=(0.5, 0.999)) for both, one D step then
+one G step per batch (manual optimisation). x = lesion mask (one-hot or palette RGB), y = CT slice in [-1,1].
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torch import nn
+from torchmetrics import MeanAbsoluteError
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from lcgan_lightning.constants import CLASS_NAMES
+from lcgan_lightning.models.discriminator import PatchDiscriminator
+from lcgan_lightning.models.generator import (
+    CONDITIONS,
+    NORMS,
+    PALETTE_RGB,
+    UNetGenerator,
+    condition_channels,
+    encode_condition,
+    init_pix2pix_weights,
+    masks_to_onehot,
+    sample_images,
+)
+
+LR_POLICIES = ("constant", "linear")
+# logged as train/<name>_step (every log_every_n_steps) and train/<name>_epoch (epoch mean)
+TRAIN_LOSSES = ("G_GAN", "G_L1", "D_real", "D_fake", "G_total")
+
+
+class PaperEpochCheckpoint(ModelCheckpoint):
+    """Writes `epoch=EEE.ckpt` after exactly the listed epochs (EEE = epochs trained, 1-based) and
+    `last.ckpt` after every epoch, into `dirpath`. No metric monitoring (GAN losses do not rank models).
+    """
+
+    def __init__(self, dirpath: str | Path, save_epochs: Sequence[int]):
+        super().__init__(dirpath=str(dirpath), save_last=True, save_top_k=-1, save_on_train_epoch_end=True,
+                         enable_version_counter=False)
+        self.save_epochs = sorted({int(e) for e in save_epochs})
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(dirpath=self.dirpath, save_epochs=self.save_epochs)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or bool(trainer.fast_dev_run):
+            return
+        done = trainer.current_epoch + 1
+        if done in self.save_epochs:
+            path = str(Path(self.dirpath) / f"epoch={done:03d}.ckpt")
+            self.best_model_path = path
+            self._save_checkpoint(trainer, path)
+        self.last_model_path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+        self._save_checkpoint(trainer, self.last_model_path)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        return
+
+    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        return
+
+
+def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor):
+    """pix2pix D loss ½·[BCE(D(x,y), 1) + BCE(D(x,G(x)), 0)] -> (loss, real term, fake term)."""
+    d_real = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+    d_fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+    return 0.5 * (d_real + d_fake), d_real, d_fake
+
+
+def generator_loss(logits_fake: torch.Tensor, fake: torch.Tensor, real: torch.Tensor, lambda_l1: float):
+    """pix2pix G loss BCE(D(x,G(x)), 1) + λ·mean|y − G(x)| -> (loss, GAN term, L1 term)."""
+    g_gan = F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
+    g_l1 = F.l1_loss(fake, real)
+    return g_gan + lambda_l1 * g_l1, g_gan, g_l1
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Seed for the RNGs at the start of `epoch` (so a resumed run draws the same dropout masks and order)."""
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2**32)
+
+
+class LcGAN(pl.LightningModule):
+    """Lesion-conditional GAN. Batches are dicts with "mask_onehot" [B,6,H,W] and "image" [B,1,H,W] in [-1,1].
+
+    Args:
+        image_size: side of the square slices (power of two; sets the U-Net depth, 8 downs at 256).
+        ngf, ndf: filters of the first generator / discriminator layer (paper: 64).
+        n_layers_d: stride-2 layers of the PatchGAN (3 → 70x70 patches).
+        norm: "batch" (pix2pix) or "instance".
+        condition: "onehot" (6-channel mask) or "palette" (RGB label image, a fixed colour per class).
+        dropout: generator dropout probability in the 3 innermost decoder blocks.
+        lambda_l1: weight of the L1 term (100).
+        lr, beta1, beta2: Adam settings for G and D.
+        lr_policy: "constant" (paper) or "linear" (pix2pix: constant, then linear decay to 0 over
+            `n_epochs_decay` final epochs; default half of trainer.max_epochs).
+        save_epochs: epochs after which `checkpoints/epoch=EEE.ckpt` is written.
+        n_panel: validation samples shown in the per-epoch image panel.
+        sample_norm_stats: how validation and `load_generator` normalise at sampling time
+            ("sample": per-image batch statistics as pix2pix at test time; "running": BatchNorm averages).
+        seed: seeds dropout / data order at every epoch start and the validation samples.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 256,
+        ngf: int = 64,
+        ndf: int = 64,
+        n_layers_d: int = 3,
+        norm: str = "batch",
+        condition: str = "onehot",
+        dropout: float = 0.5,
+        lambda_l1: float = 100.0,
+        lr: float = 2e-4,
+        beta1: float = 0.5,
+        beta2: float = 0.999,
+        lr_policy: str = "constant",
+        n_epochs_decay: int | None = None,
+        save_epochs: Sequence[int] = (10, 50, 100, 200),
+        n_panel: int = 4,
+        sample_norm_stats: str = "sample",
+        seed: int = 0,
+        init_std: float = 0.02,
+    ):
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"model.norm must be one of {NORMS}, got {norm!r}")
+        if condition not in CONDITIONS:
+            raise ValueError(f"model.condition must be one of {CONDITIONS}, got {condition!r}")
+        if lr_policy not in LR_POLICIES:
+            raise ValueError(f"model.lr_policy must be one of {LR_POLICIES}, got {lr_policy!r}")
+        # plain Python values only, so the checkpoint reloads without OmegaConf/Hydra
+        save_epochs = [int(e) for e in save_epochs]
+        image_size, ngf, ndf, n_layers_d, n_panel, seed = map(int, (image_size, ngf, ndf, n_layers_d, n_panel, seed))
+        dropout, lambda_l1, lr, beta1, beta2, init_std = map(float, (dropout, lambda_l1, lr, beta1, beta2, init_std))
+        n_epochs_decay = None if n_epochs_decay is None else int(n_epochs_decay)
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+
+        in_ch = condition_channels(condition)
+        self.generator = UNetGenerator(in_ch, 1, image_size=image_size, ngf=ngf, norm=norm, dropout=dropout)
+        self.discriminator = PatchDiscriminator(in_ch + 1, ndf=ndf, n_layers=n_layers_d, norm=norm)
+        with torch.random.fork_rng(devices=[]):  # initial weights depend on `seed` only
+            torch.manual_seed(seed)
+            init_pix2pix_weights(self.generator, init_std)
+            init_pix2pix_weights(self.discriminator, init_std)
+
+        # validation metrics: L1 on the [-1,1] scale; SSIM and PSNR on images rescaled to [0,1] (data_range 1)
+        self.val_l1 = MeanAbsoluteError()
+        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))
+        self._panel: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._loss_sum: torch.Tensor | None = None
+        self._loss_n = 0
+        # full resolved run config; lcgan-train may set it, else read from <default_root_dir>/config.yaml
+        self.run_config: dict | None = None
+
+    # ---- forward / helpers -------------------------------------------------------------
+    def condition(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return encode_condition(batch["mask_onehot"].float(), self.hparams.condition)
+
+    def forward(self, condition: torch.Tensor) -> torch.Tensor:
+        return self.generator(condition)
+
+    def _d_logits(self, cond: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(torch.cat([cond, image], dim=1))
+
+    # ---- training ----------------------------------------------------------------------
+    # Reproducible resume: the RNGs (dropout masks, shuffling) are reseeded from (seed, epoch) before each
+    # epoch's first random draw. Lightning draws the first epoch's shuffle order of a fit before
+    # `on_train_epoch_start`, so the reseed happens at the end of the previous epoch, at fit start,
+    # and when a checkpoint is loaded (sanity validation runs under Lightning's isolate_rng).
+    def _reseed(self, epoch: int) -> None:
+        # + rank: DDP processes draw different dropout masks (rank 0 = the single-device stream)
+        rank = self.global_rank if self._trainer is not None else 0
+        s = (epoch_seed(self.hparams.seed, epoch) + rank) % (2**32)
+        torch.manual_seed(s)
+        np.random.seed(s)
+        random.seed(s)
+
+    def on_fit_start(self) -> None:
+        self._reseed(getattr(self, "_start_epoch", 0))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # our checkpoints are written at epoch ends: the run continues with the next epoch
+        self._start_epoch = int(checkpoint.get("epoch", -1)) + 1
+        self._reseed(self._start_epoch)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        cond = self.condition(batch)
+        real = batch["image"].float()
+        fake = self.generator(cond)
+
+        # D: one step on real and (detached) fake pairs
+        self.toggle_optimizer(opt_d)
+        loss_d, d_real, d_fake = discriminator_loss(self._d_logits(cond, real), self._d_logits(cond, fake.detach()))
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss_d)
+        opt_d.step()
+        self.untoggle_optimizer(opt_d)
+
+        # G: fool the updated D + λ·L1
+        self.toggle_optimizer(opt_g)
+        loss_g, g_gan, g_l1 = generator_loss(self._d_logits(cond, fake), fake, real, self.hparams.lambda_l1)
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss_g)
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+
+        # Lightning's self.log costs ~1 ms per metric and call on CPU: keep running sums here, hand the
+        # step values to self.log only on the steps the loggers write (log_every_n_steps), and log the
+        # epoch means in on_train_epoch_end -> train/<name>_step and train/<name>_epoch.
+        losses = torch.stack([g_gan, g_l1, d_real, d_fake, loss_g]).detach()
+        self._loss_sum = losses if self._loss_sum is None else self._loss_sum + losses
+        self._loss_n += 1
+        if self._logs_this_step():
+            self.log_dict({f"train/{k}_step": v for k, v in zip(TRAIN_LOSSES, losses, strict=True)},
+                          on_step=True, on_epoch=False, batch_size=real.shape[0])
+
+    def _logs_this_step(self) -> bool:
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
+
+    def on_train_epoch_start(self) -> None:
+        self._loss_sum, self._loss_n = None, 0
+
+    def on_train_epoch_end(self) -> None:
+        if self._loss_n:
+            means = self._loss_sum / self._loss_n
+            self.log_dict({f"train/{k}_epoch": v for k, v in zip(TRAIN_LOSSES, means, strict=True)},
+                          on_step=False, on_epoch=True, sync_dist=True)
+        for sched in self.lr_schedulers() or []:
+            sched.step()
+        self._reseed(self.current_epoch + 1)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        betas = (hp.beta1, hp.beta2)
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr, betas=betas)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr, betas=betas)
+        factor = self._lr_factor_fn()
+        return [opt_g, opt_d], [torch.optim.lr_scheduler.LambdaLR(opt_g, factor),
+                                torch.optim.lr_scheduler.LambdaLR(opt_d, factor)]
+
+    def _lr_factor_fn(self):
+        if self.hparams.lr_policy == "constant":
+            return lambda epoch: 1.0
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+        if max_epochs is None or max_epochs < 1:
+            raise ValueError("model.lr_policy=linear needs trainer.max_epochs >= 1")
+        n_decay = self.hparams.n_epochs_decay if self.hparams.n_epochs_decay is not None else max_epochs // 2
+        n_const = max_epochs - n_decay
+        # pix2pix: lr·(1 − max(0, e + 1 − n_const) / (n_decay + 1)) for 0-based epoch e
+        return lambda epoch: 1.0 - max(0, epoch + 1 - n_const) / float(n_decay + 1)
+
+    def configure_callbacks(self):
+        root = Path(self.trainer.default_root_dir) if self._trainer is not None else Path.cwd()
+        return [PaperEpochCheckpoint(root / "checkpoints", self.hparams.save_epochs)]
+
+    # ---- validation --------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._panel = []
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        cond = self.condition(batch)
+        real = batch["image"].float()
+        fake = sample_images(self.generator, cond, seed=self.hparams.seed + batch_idx, dropout=True,
+                             norm_stats=self.hparams.sample_norm_stats)
+        self.val_l1.update(fake, real)
+        fake01, real01 = (fake + 1) / 2, (real + 1) / 2
+        self.val_ssim.update(fake01, real01)
+        self.val_psnr.update(fake01, real01)
+        bs = real.shape[0]
+        self.log("val/L1", self.val_l1, on_epoch=True, batch_size=bs)
+        self.log("val/SSIM", self.val_ssim, on_epoch=True, prog_bar=True, batch_size=bs)
+        self.log("val/PSNR", self.val_psnr, on_epoch=True, batch_size=bs)
+        need = self.hparams.n_panel - len(self._panel)
+        masks = batch["mask_onehot"].argmax(dim=1)
+        for i in range(min(need, bs)):
+            self._panel.append((masks[i].cpu(), real[i, 0].float().cpu(), fake[i, 0].float().cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or not self._panel or not self.trainer.is_global_zero:
+            return
+        epoch = self.current_epoch + 1
+        panel = make_panel(self._panel)
+        out = Path(self.trainer.default_root_dir) / "panels" / f"epoch={epoch:03d}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        from PIL import Image
+
+        Image.fromarray(panel).save(out)
+        self._log_wandb_panel(epoch)
+
+    def _log_wandb_panel(self, epoch: int) -> None:
+        from pytorch_lightning.loggers import WandbLogger
+
+        loggers = [lg for lg in self.trainer.loggers if isinstance(lg, WandbLogger)]
+        if not loggers:
+            return
+        class_labels = dict(enumerate(CLASS_NAMES))
+        images, masks, captions = [], [], []
+        for k, (mask, real, fake) in enumerate(self._panel):
+            for name, img in (("real", real), ("generated", fake)):
+                images.append(to_uint8(img))
+                masks.append({"ground_truth": {"mask_data": mask.numpy().astype(np.uint8),
+                                               "class_labels": class_labels}})
+                captions.append(f"sample {k} {name} (epoch {epoch})")
+        for lg in loggers:
+            lg.log_image("val/panel", images, masks=masks, caption=captions)
+
+    # ---- checkpoint ------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "run_config" in checkpoint:  # lcgan-train's StoreRunConfig callback already stored it
+            return
+        cfg = self.run_config
+        if cfg is None and self._trainer is not None:
+            path = Path(self.trainer.default_root_dir) / "config.yaml"
+            if path.is_file():
+                from omegaconf import OmegaConf
+
+                cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        if cfg is not None:
+            checkpoint["run_config"] = cfg
+
+
+# ---- image panels ----------------------------------------------------------------------------
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """[-1,1] grey image [H,W] -> uint8 [H,W]."""
+    return ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+
+
+def mask_rgb(mask: torch.Tensor) -> np.ndarray:
+    """Class-id mask [H,W] -> uint8 RGB [H,W,3] in the palette colours."""
+    return np.asarray(PALETTE_RGB, dtype=np.uint8)[mask.numpy()]
+
+
+def make_panel(rows: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], min_tile: int = 128) -> np.ndarray:
+    """One row per sample: mask (palette colours) | real | generated, tiles upscaled to >= min_tile px."""
+    h = rows[0][0].shape[0]
+    scale = max(1, -(-min_tile // h))
+    sep = 2
+    lines = []
+    for mask, real, fake in rows:
+        tiles = [mask_rgb(mask), *(np.repeat(to_uint8(t)[..., None], 3, axis=2) for t in (real, fake))]
+        tiles = [np.kron(t, np.ones((scale, scale, 1), dtype=np.uint8)) for t in tiles]
+        gap = np.full((tiles[0].shape[0], sep, 3), 255, np.uint8)
+        lines.append(np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1))
+        lines.append(np.full((sep, lines[-1].shape[1], 3), 255, np.uint8))
+    return np.concatenate(lines[:-1], axis=0)
+
+
+# ---- reuse -----------------------------------------------------------------------------------
+class MaskToCT(nn.Module):
+    """A trained LcGAN generator: lesion masks -> synthetic CT slices."""
+
+    def __init__(self, generator: UNetGenerator, condition: str, image_size: int,
+                 norm_stats: str = "sample", hparams: dict | None = None):
+        super().__init__()
+        self.generator = generator
+        self.condition = condition
+        self.image_size = int(image_size)
+        self.norm_stats = norm_stats
+        self.hparams = dict(hparams or {})
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    def generate(self, masks: torch.Tensor, seed: int, dropout: bool = True) -> torch.Tensor:
+        """masks LongTensor [B,H,W] (class ids) -> FloatTensor [B,1,H,W] in [-1,1].
+
+        dropout=True is the paper's/pix2pix's stochastic mode (dropout active at test time); normalisation
+        uses per-image statistics (`norm_stats="sample"`, pix2pix at batch size 1) unless set to "running".
+        Same masks and seed -> same images.
+        """
+        if masks.dim() != 3 or masks.shape[-1] != self.image_size or masks.shape[-2] != self.image_size:
+            raise ValueError(
+                f"masks must be [B,{self.image_size},{self.image_size}] for this generator, got {tuple(masks.shape)}"
+            )
+        onehot = masks_to_onehot(masks.to(self.device))
+        cond = encode_condition(onehot, self.condition)
+        return sample_images(self.generator, cond, seed=seed, dropout=dropout, norm_stats=self.norm_stats)
+
+
+def _load_checkpoint(path: Path, map_location: Any) -> dict:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception:  # older/other pickled content (e.g. OmegaConf containers); our own files are trusted
+        return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def load_generator(ckpt_path: str | Path, map_location: Any = "cpu", norm_stats: str | None = None) -> MaskToCT:
+    """Rebuild the generator of an LcGAN checkpoint from the file alone (hparams + weights)."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"generator checkpoint not found: {path}")
+    ckpt = _load_checkpoint(path, map_location)
+    hp = ckpt.get("hyper_parameters")
+    if not hp or "image_size" not in hp or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not an LcGAN checkpoint (missing hyper_parameters/state_dict)")
+    hp = dict(hp)
+    gen = UNetGenerator(condition_channels(hp["condition"]), 1, image_size=hp["image_size"], ngf=hp["ngf"],
+                        norm=hp["norm"], dropout=hp["dropout"])
+    state = {k[len("generator."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}
+    gen.load_state_dict(state)
+    gen.to(map_location if not isinstance(map_location, dict) else "cpu")
+    gen.eval()
+    return MaskToCT(gen, hp["condition"], hp["image_size"],
+                    norm_stats=norm_stats or hp.get("sample_norm_stats", "sample"), hparams=hp)

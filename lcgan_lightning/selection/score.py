@@ -1,0 +1,545 @@
+"""Score every candidate generator of a GAN sweep and pick one per data fraction (paper §3.2).
+
+A candidate is one (fraction, epochs) pair with its generator checkpoint. For each candidate the
+generator turns the same validation masks into images (same per-row seeds for every candidate),
+and we measure
+
+* FCN score: the judge segmenter's DSC on the generated images vs the masks they came from
+  (``lcgan_lightning.metrics.compute_metrics``: per-image DSC over lesion classes, background
+  ignored), overall and per class, plus detection precision/recall;
+* sharpness: mean variance of the Laplacian, and the FFT mean (see ``quality``);
+* realism: share of held-out generated images the real-vs-generated CNN calls real at p >= 0.1
+  and p >= 0.5 (see ``realism``; one classifier per fraction, trained on all its candidates);
+* optional: FID with the judge's encoder as feature network, SSIM/PSNR vs the real slice.
+
+Outputs: ``scores.json`` (every candidate and figure, plus the conventions), ``selected.json``
+(the winner per fraction) and one contact-sheet PNG per fraction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lcgan_lightning.constants import CLASS_NAMES, NUM_CLASSES
+from lcgan_lightning.selection import quality, realism, rule
+
+log = logging.getLogger(__name__)
+
+SCORES_VERSION = 1
+
+CONVENTIONS = {
+    "fcn_score": (
+        "Judge segmenter's DSC on the candidate's generated images against the masks they were "
+        "generated from: per image, mean Dice over lesion classes present in truth or prediction "
+        "(background ignored), averaged over images. Higher is better. per_class_dsc: per class, "
+        "mean Dice over images where the class is present (null if nowhere)."
+    ),
+    "sharpness": quality.SHARPNESS_CONVENTION,
+    "fooled": (
+        "Realism CNN (one per fraction, trained on real slices vs all candidates' images; label "
+        "1=real). fooled_0.1 / fooled_0.5 = share of the candidate's HELD-OUT generated images with "
+        "p(real) >= 0.1 / 0.5 (realism.thresholds). Higher = more realistic. 'fooled' = the share at "
+        "the first threshold, 0.1 by default as in the paper: the realism criterion of the rule and selected.json."
+    ),
+    "sharpness_match": (
+        "sharpness_ratio = candidate sharpness / sharpness of the real slices of the same masks "
+        "(1 = as sharp as real; noise pushes it above 1, blur below). sharpness_match = "
+        "-|ln(sharpness_ratio)|: 0 is best, higher is better; not in the default rule (paper: higher "
+        "sharpness is better), use rule.weights.sharpness_match to penalise noisy generators."
+    ),
+    "fid": "FID with the judge's pooled encoder features (not Inception): LOWER is closer to real. null if disabled.",
+    "ssim_psnr": "Mean SSIM / PSNR (dB, data range 2) vs the real slice of the same mask: higher is closer. null if disabled.",
+    "rule": rule.RULE_CONVENTION,
+    "generation": (
+        "Every candidate generates from the same validation masks; row i uses seed "
+        "row_seed(seed, i) = SeedSequence([seed, i]).generate_state(1)[0], one mask per call."
+    ),
+}
+
+
+# --------------------------------------------------------------------------- keys and seeds
+def resolve_device(device: str | None) -> str:
+    """"auto" -> "cuda" when a GPU is visible, else "cpu"; anything else is returned as is."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+def frac_key(fraction: float) -> str:
+    """The key of a fraction in splits.json / selected.json ("0.025", "0.1", "1.0")."""
+    return repr(float(fraction))
+
+
+def row_seed(seed: int, row: int) -> int:
+    """Seed of one generated image: independent of batch size and of the other rows."""
+    return int(np.random.SeedSequence([int(seed), int(row)]).generate_state(1)[0])
+
+
+@torch.no_grad()
+def generate_rows(generator: Any, masks: Tensor | np.ndarray, seeds: Sequence[int], dropout: bool = True) -> Tensor:
+    """One image per mask, each with its own seed (one mask per `generate` call).
+
+    masks: [N,H,W] class ids; returns float32 [N,1,H,W] in [-1,1].
+    """
+    masks = torch.as_tensor(np.asarray(masks)).long()
+    if len(seeds) != len(masks):
+        raise ValueError(f"generate_rows: {len(masks)} masks but {len(seeds)} seeds")
+    size = int(getattr(generator, "image_size", masks.shape[-1]))
+    if tuple(masks.shape[-2:]) != (size, size):
+        raise ValueError(
+            f"generator makes {size}x{size} images but the masks are {tuple(masks.shape[-2:])}: "
+            "set data.image_size to the generator's image size"
+        )
+    out = [generator.generate(masks[i : i + 1], seed=int(s), dropout=dropout).float().cpu() for i, s in enumerate(seeds)]
+    return torch.cat(out) if out else torch.empty(0, 1, size, size)
+
+
+# --------------------------------------------------------------------------- candidates
+@dataclass(frozen=True)
+class Candidate:
+    """One generator to score: its data fraction, training epochs and checkpoint."""
+
+    fraction: float
+    epochs: int
+    checkpoint: str
+
+    @property
+    def name(self) -> str:
+        """Display name, e.g. 'frac=0.1/epochs=50'."""
+        return f"frac={frac_key(self.fraction)}/epochs={self.epochs}"
+
+
+_FRAC_RE = re.compile(r"frac=([0-9.eE+-]+)")
+_EPOCHS_DIR_RE = re.compile(r"^epochs=(\d+)$")
+# this project's LcGAN writes "epoch=050.ckpt" after 50 epochs (1-based); "epochs=50" likewise;
+# Lightning's default "epoch=49-step=N.ckpt" holds the 0-based epoch index
+_PAPER_FILE_RE = re.compile(r"^epochs?=(\d+)$")
+_LIGHTNING_FILE_RE = re.compile(r"^epoch=(\d+)-step=\d+")
+
+
+def _is_per_epoch(path: Path) -> bool:
+    return bool(_PAPER_FILE_RE.match(path.stem) or _LIGHTNING_FILE_RE.match(path.stem))
+
+
+def _load_ckpt_meta(path: Path) -> dict[str, Any]:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # corrupt / not a checkpoint
+        raise ValueError(f"{path}: cannot read checkpoint ({err})") from err
+    meta = {k: ckpt.get(k) for k in ("epoch", "global_step", "hyper_parameters", "run_config", "datamodule_hyper_parameters")}
+    meta["is_generator"] = any(str(k).startswith(("generator.", "netG.", "G.")) for k in ckpt.get("state_dict", {}))
+    return meta
+
+
+def _dig(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, Mapping) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def fraction_of(path: Path, meta: Mapping[str, Any] | None = None) -> float:
+    """A generator checkpoint's data fraction: from its stored config, else a 'frac=F' path part."""
+    meta = meta if meta is not None else _load_ckpt_meta(path)
+    for value in (
+        _dig(meta, "run_config", "data", "fraction"),
+        _dig(meta, "datamodule_hyper_parameters", "fraction"),
+        _dig(meta, "hyper_parameters", "fraction"),
+        _dig(meta, "hyper_parameters", "data", "fraction"),
+    ):
+        if value is not None:
+            return float(value)
+    m = None
+    for part in reversed(path.parts):
+        m = _FRAC_RE.fullmatch(part) or m
+        if m:
+            break
+    if m:
+        return float(m.group(1))
+    raise ValueError(f"{path}: cannot tell the data fraction (no data.fraction in the checkpoint, no frac=F in the path)")
+
+
+def epochs_of(path: Path, meta: Mapping[str, Any] | None = None) -> int:
+    """Epochs a checkpoint was trained for.
+
+    ``epoch=EEE.ckpt`` / ``epochs=EEE.ckpt`` (the LcGAN's own save_epochs files): EEE;
+    ``epoch=I-step=S.ckpt`` (Lightning's default name, 0-based index): I + 1; otherwise (e.g.
+    last.ckpt) the checkpoint's own epoch counter, else an ``epochs=E`` folder in its path.
+    """
+    if m := _PAPER_FILE_RE.match(path.stem):
+        return int(m.group(1))
+    if m := _LIGHTNING_FILE_RE.match(path.stem):
+        return int(m.group(1)) + 1
+    meta = meta if meta is not None else _load_ckpt_meta(path)
+    if meta.get("epoch") is not None:
+        # saved at the end of a training epoch: Lightning's counter is still that epoch's 0-based index
+        return int(meta["epoch"]) + 1
+    if (e := _run_epochs(path, meta)) is not None:
+        return e
+    raise ValueError(f"{path}: cannot tell how many epochs this checkpoint was trained for")
+
+
+def _run_epochs(path: Path, meta: Mapping[str, Any]) -> int | None:
+    """Epochs the whole run was configured for (trainer.max_epochs, else an epochs=E folder)."""
+    value = _dig(meta, "run_config", "trainer", "max_epochs")
+    if value is not None:
+        return int(value)
+    for part in reversed(path.parts[:-1]):
+        if m := _EPOCHS_DIR_RE.match(part):
+            return int(m.group(1))
+    return None
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def discover_candidates(root: str | Path) -> tuple[list[Candidate], list[dict[str, str]]]:
+    """Every generator checkpoint under `root` as a candidate; returns (candidates, skipped).
+
+    Layout (DESIGN.md): ``gan/frac=F/epochs=E/checkpoints/*.ckpt``; any other
+    ``**/checkpoints/*.ckpt`` is found too. The fraction comes from the config stored in the
+    checkpoint (``run_config.data.fraction``), else a ``frac=F`` folder. Per run dir:
+
+    * per-epoch files (``epoch=EEE.ckpt``) are one candidate each (a constant-LR run saving
+      after 10, 50, 100, 200 epochs gives four candidates); ``last.ckpt`` is used only when the
+      run dir has no per-epoch file;
+    * with a decaying LR (``lr_policy`` other than constant) only the checkpoint at the run's
+      full length counts: an intermediate one is not what an E-epoch run produces;
+    * checkpoints that are not generators (no ``generator.*`` weights, e.g. the judge) and
+      duplicates of an already found (fraction, epochs) are listed in `skipped` with the reason.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"candidates_dir {root} does not exist")
+    candidates: dict[tuple[float, int], Candidate] = {}
+    skipped: list[dict[str, str]] = []
+    for ckpt_dir in sorted({p.parent for p in root.rglob("checkpoints/*.ckpt")}, key=_natural_key):
+        files = sorted(ckpt_dir.glob("*.ckpt"), key=_natural_key)
+        per_epoch = [f for f in files if _is_per_epoch(f)]
+        chosen = per_epoch or [f for f in files if f.name == "last.ckpt"] or files
+        for f in files:
+            if f not in chosen:
+                skipped.append({"file": str(f), "reason": "superseded by the run's per-epoch checkpoints"})
+        for f in chosen:
+            try:
+                meta = _load_ckpt_meta(f)
+                if not meta["is_generator"]:
+                    skipped.append({"file": str(f), "reason": "not a generator checkpoint (no generator.* weights)"})
+                    continue
+                cand = Candidate(fraction_of(f, meta), epochs_of(f, meta), str(f))
+            except ValueError as err:
+                skipped.append({"file": str(f), "reason": str(err)})
+                continue
+            policy = _dig(meta, "hyper_parameters", "lr_policy") or "constant"
+            run_epochs = _run_epochs(f, meta)
+            if policy != "constant" and run_epochs is not None and cand.epochs != run_epochs:
+                skipped.append({"file": str(f), "reason": f"intermediate checkpoint ({cand.epochs} of {run_epochs} "
+                                f"epochs) of a run with lr_policy={policy}"})
+                continue
+            key = (cand.fraction, cand.epochs)
+            if key in candidates:
+                skipped.append({"file": str(f), "reason": f"duplicate of {candidates[key].checkpoint} ({cand.name})"})
+                continue
+            candidates[key] = cand
+    if not candidates:
+        raise FileNotFoundError(f"no generator checkpoint found under {root} (skipped: {skipped})")
+    return sorted(candidates.values(), key=lambda c: (c.fraction, c.epochs)), skipped
+
+
+def parse_candidates(items: Iterable[Any]) -> list[Candidate]:
+    """Explicit candidates: checkpoint paths or mappings {checkpoint, fraction?, epochs?}."""
+    out = []
+    for item in items:
+        if isinstance(item, (str, Path)):
+            item = {"checkpoint": str(item)}
+        path = Path(item["checkpoint"])
+        if not path.is_file():
+            raise FileNotFoundError(f"candidate checkpoint {path} does not exist")
+        meta = None if ("fraction" in item and "epochs" in item) else _load_ckpt_meta(path)
+        frac = float(item["fraction"]) if item.get("fraction") is not None else fraction_of(path, meta)
+        epochs = int(item["epochs"]) if item.get("epochs") is not None else epochs_of(path, meta)
+        out.append(Candidate(frac, epochs, str(path)))
+    return out
+
+
+# --------------------------------------------------------------------------- scoring
+def choose_rows(masks: np.ndarray, max_images: int | None, seed: int, lesion_only: bool = True) -> np.ndarray:
+    """Indices of the evaluation slices: lesion slices (if asked), a seeded subset of at most
+    `max_images`, returned in ascending order."""
+    masks = np.asarray(masks)
+    rows = np.flatnonzero(masks.reshape(len(masks), -1).max(1) > 0) if lesion_only else np.arange(len(masks))
+    if len(rows) == 0:
+        raise ValueError("no validation slice with a lesion to score generators on" if lesion_only else "no validation slice")
+    if max_images and len(rows) > max_images:
+        rows = np.random.default_rng(seed).choice(rows, size=int(max_images), replace=False)
+    return np.sort(rows)
+
+
+@torch.no_grad()
+def _predict(judge: Any, images: Tensor, batch_size: int) -> Tensor:
+    out = [judge.predict_masks(images[i : i + batch_size].float()) for i in range(0, len(images), batch_size)]
+    return torch.cat(out)
+
+
+def image_figures(images: Tensor, masks: Tensor, judge: Any, batch_size: int = 16) -> dict[str, Any]:
+    """FCN score (+ per class, detection P/R) and sharpness of one set of images [N,1,H,W]."""
+    from lcgan_lightning.metrics import compute_metrics
+
+    pred = _predict(judge, images, batch_size)
+    m = compute_metrics(pred, masks)
+    return {
+        "fcn_score": m["dsc"],
+        "per_class_dsc": m["per_class_dsc"],
+        "precision": m["precision"],
+        "recall": m["recall"],
+        "sharpness": float(quality.laplacian_variance(images).mean()),
+        "fft_mean": float(quality.fft_mean(images).mean()),
+        "n_images": int(len(images)),
+    }
+
+
+@dataclass
+class EvalSet:
+    """Validation slices used to score generators, plus a pool of real slices for the realism CNN."""
+
+    masks: np.ndarray  # uint8 [N,H,W]
+    images: np.ndarray  # [N,H,W] in [-1,1]
+    rows: np.ndarray  # indices into the validation SliceSet
+    source: list[dict[str, Any]]
+    real_pool: np.ndarray  # [M,H,W] in [-1,1]
+
+
+def make_eval_set(val_slices: Any, real_slices: Any, max_images: int | None, seed: int,
+                  lesion_only: bool = True, real_pool_max: int = 512) -> EvalSet:
+    """Pick the scoring slices from `val_slices` and a seeded real pool from `real_slices`."""
+    rows = choose_rows(val_slices.masks, max_images, seed, lesion_only)
+    src = [
+        {"patient": str(val_slices.patients[r]), "volume": str(val_slices.volumes[r]), "slice": int(val_slices.slice_index[r])}
+        for r in rows
+    ]
+    n_real = len(real_slices.masks)
+    pool_rows = np.arange(n_real)
+    if lesion_only:
+        pool_rows = np.flatnonzero(np.asarray(real_slices.masks).reshape(n_real, -1).max(1) > 0) if n_real else pool_rows
+    if len(pool_rows) > real_pool_max:
+        pool_rows = np.sort(np.random.default_rng(seed + 1).choice(pool_rows, size=real_pool_max, replace=False))
+    return EvalSet(
+        masks=np.asarray(val_slices.masks[rows]).astype(np.uint8),
+        images=np.asarray(val_slices.images[rows]).astype(np.float32),
+        rows=rows,
+        source=src,
+        real_pool=np.asarray(real_slices.images[pool_rows]).astype(np.float32),
+    )
+
+
+def score_candidates(
+    candidates: Sequence[Candidate],
+    eval_set: EvalSet,
+    judge: Any,
+    load_generator: Callable[[str], Any],
+    seed: int = 0,
+    dropout: bool = True,
+    batch_size: int = 16,
+    realism_cfg: realism.RealismConfig | None = None,
+    fid: bool = False,
+    ssim_psnr: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, Tensor], dict[str, Any]]:
+    """Figures for every candidate. Returns (rows, generated images by candidate name, extras).
+
+    extras holds the real-image reference figures and the realism classifier's training record per fraction.
+    """
+    masks = torch.as_tensor(eval_set.masks).long()
+    real = torch.as_tensor(eval_set.images).unsqueeze(1)
+    seeds = [row_seed(seed, int(r)) for r in eval_set.rows]
+    rows: list[dict[str, Any]] = []
+    images: dict[str, Tensor] = {}
+    for cand in candidates:
+        t0 = time.time()
+        gen = load_generator(cand.checkpoint)
+        imgs = generate_rows(gen, masks, seeds, dropout)
+        figures = image_figures(imgs, masks, judge, batch_size)
+        row: dict[str, Any] = {"name": cand.name, "fraction": cand.fraction, "epochs": cand.epochs,
+                               "checkpoint": cand.checkpoint, **figures}
+        row["ssim"], row["psnr"] = quality.ssim_psnr(imgs, real) if ssim_psnr else (None, None)
+        row["fid"] = quality.judge_fid(judge, real, imgs, batch_size) if fid else None
+        row["generate_and_score_s"] = round(time.time() - t0, 2)
+        rows.append(row)
+        images[cand.name] = imgs.half()
+        log.info("scored %s: fcn=%.4f sharpness=%.5f", cand.name, row["fcn_score"], row["sharpness"])
+
+    extras: dict[str, Any] = {"reference_real": image_figures(real, masks, judge, batch_size), "realism": {}}
+    real_sharp = extras["reference_real"]["sharpness"]
+    for r in rows:
+        # noise also has a high Laplacian variance; these say how close to REAL sharpness a candidate is
+        r["sharpness_ratio"] = r["sharpness"] / real_sharp if real_sharp > 0 else None
+        r["sharpness_match"] = -abs(math.log(r["sharpness_ratio"])) if r["sharpness_ratio"] else None
+    cfg = realism_cfg or realism.RealismConfig(seed=seed)
+    real_pool = torch.as_tensor(eval_set.real_pool)
+    for fkey in sorted({frac_key(r["fraction"]) for r in rows}, key=float):
+        group = [r for r in rows if frac_key(r["fraction"]) == fkey]
+        try:
+            _, res = realism.train_and_score(real_pool, {r["name"]: images[r["name"]].float() for r in group}, cfg)
+        except ValueError as err:  # too few images: recorded, and the rule then ignores realism
+            log.warning("fraction %s: realism classifier not trained: %s", fkey, err)
+            extras["realism"][fkey] = {"error": str(err)}
+            for r in group:
+                r.update({f"fooled_{t}": None for t in cfg.thresholds}, fooled=None, mean_p_real=None)
+            continue
+        extras["realism"][fkey] = {k: v for k, v in res.to_dict().items() if k not in ("fooled", "mean_p_real")}
+        for r in group:
+            for t in cfg.thresholds:
+                r[f"fooled_{t}"] = res.fooled[r["name"]][str(t)]
+            r["fooled"] = r[f"fooled_{cfg.thresholds[0]}"]  # the rule's realism criterion (paper: 0.1)
+            r["mean_p_real"] = res.mean_p_real[r["name"]]
+    return rows, images, extras
+
+
+def select_per_fraction(rows: Sequence[Mapping[str, Any]], rule_name: str = "mean_rank",
+                        weights: Mapping[str, float] | None = None) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """Apply the selection rule within each fraction. Returns (selected.json content, rule figure per row)."""
+    selected: dict[str, Any] = {}
+    figures: dict[str, list[float]] = {}
+    for fkey in sorted({frac_key(r["fraction"]) for r in rows}, key=float):
+        group = [r for r in rows if frac_key(r["fraction"]) == fkey]
+        best, reason, fig = rule.select(group, rule_name, weights)
+        figures[fkey] = fig
+        w = group[best]
+        selected[fkey] = {
+            "checkpoint": w["checkpoint"],
+            "epochs": int(w["epochs"]),
+            "fcn_score": float(w["fcn_score"]),
+            "sharpness": float(w["sharpness"]),
+            "fooled": None if w.get("fooled") is None else float(w["fooled"]),
+            "reason": reason,
+        }
+    return selected, figures
+
+
+# --------------------------------------------------------------------------- contact sheet
+MASK_COLOURS = ("#000000", "#e41a1c", "#377eb8", "#4daf4a", "#ff7f00", "#984ea3")  # bg, IPH, IVH, SAH, EDH, SDH
+
+
+def contact_sheet(path: str | Path, masks: np.ndarray, real: np.ndarray, rows: Sequence[tuple[str, np.ndarray]],
+                  title: str = "") -> Path:
+    """PNG grid: columns = the same N masks; rows = mask (colour), real slice, then each candidate."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    masks, real = np.asarray(masks), np.asarray(real)
+    n = len(masks)
+    labels = ["mask", "real"] + [r[0] for r in rows]
+    grids = [None, real] + [np.asarray(r[1]) for r in rows]
+    fig = Figure(figsize=(1.3 * n + 1.6, 1.3 * len(labels) + 0.6), dpi=100)
+    axes = fig.subplots(len(labels), n, squeeze=False)
+    cmap = ListedColormap(MASK_COLOURS[:NUM_CLASSES])
+    for i, (label, grid) in enumerate(zip(labels, grids, strict=True)):
+        for j in range(n):
+            ax = axes[i][j]
+            if grid is None:
+                ax.imshow(masks[j], cmap=cmap, vmin=0, vmax=NUM_CLASSES - 1, interpolation="nearest")
+            else:
+                img = grid[j, 0] if grid.ndim == 4 else grid[j]
+                ax.imshow(img.astype(np.float32), cmap="gray", vmin=-1, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    fig.legend(handles=[Patch(color=c, label=k) for c, k in zip(MASK_COLOURS[1:], CLASS_NAMES[1:], strict=True)],
+               loc="lower center", ncol=5, fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.12, right=0.99, top=0.95, bottom=0.05, wspace=0.03, hspace=0.05)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+# --------------------------------------------------------------------------- driver
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def run_scoring(
+    candidates: Sequence[Candidate],
+    eval_set: EvalSet,
+    judge: Any,
+    load_generator: Callable[[str], Any],
+    out_dir: str | Path,
+    sheets_dir: str | Path | None = None,
+    seed: int = 0,
+    dropout: bool = True,
+    batch_size: int = 16,
+    realism_cfg: realism.RealismConfig | None = None,
+    rule_name: str = "mean_rank",
+    weights: Mapping[str, float] | None = None,
+    fid: bool = False,
+    ssim_psnr: bool = True,
+    sheet_columns: int = 8,
+    skipped: Sequence[Mapping[str, str]] = (),
+    settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Score, select, and write scores.json, selected.json and contact sheets. Returns selected."""
+    if not candidates:
+        raise ValueError("no candidates to score")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sheets_dir = Path(sheets_dir) if sheets_dir else out_dir
+    rows, images, extras = score_candidates(
+        candidates, eval_set, judge, load_generator, seed, dropout, batch_size, realism_cfg, fid, ssim_psnr
+    )
+    selected, figures = select_per_fraction(rows, rule_name, weights)
+    for fkey, figs in figures.items():
+        group = [r for r in rows if frac_key(r["fraction"]) == fkey]
+        for r, f in zip(group, figs, strict=True):
+            r["rule_figure"] = f
+            r["selected"] = r["checkpoint"] == selected[fkey]["checkpoint"]
+
+    sheets = {}
+    n = min(sheet_columns, len(eval_set.masks))
+    for fkey in selected:
+        group = sorted([r for r in rows if frac_key(r["fraction"]) == fkey], key=lambda r: r["epochs"])
+        sheet_rows = [(f"{r['epochs']} ep" + (" *" if r["selected"] else ""), images[r["name"]][:n].float().numpy()) for r in group]
+        path = contact_sheet(sheets_dir / f"contact_sheet_frac={fkey}.png", eval_set.masks[:n], eval_set.images[:n],
+                             sheet_rows, title=f"fraction {fkey}: rows = epochs (* = selected)")
+        sheets[fkey] = str(path)
+
+    scores = {
+        "version": SCORES_VERSION,
+        "conventions": CONVENTIONS,
+        "rule": {"name": rule_name, "weights": dict(weights) if weights is not None else dict(rule.DEFAULT_WEIGHTS)},
+        "settings": dict(settings or {}, seed=seed, dropout=dropout, n_images=len(eval_set.masks)),
+        "eval_slices": eval_set.source,
+        "reference_real": extras["reference_real"],
+        "realism": extras["realism"],
+        "candidates": rows,
+        "skipped": list(skipped),
+        "selected": selected,
+        "contact_sheets": sheets,
+    }
+    (out_dir / "scores.json").write_text(json.dumps(_json_safe(scores), indent=2) + "\n")
+    (out_dir / "selected.json").write_text(json.dumps(_json_safe(selected), indent=2) + "\n")
+    return selected

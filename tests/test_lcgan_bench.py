@@ -1,0 +1,30 @@
+"""Benchmark harness: both implementations and both modes run and report sane numbers (tiny, CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lcgan_lightning import bench
+
+
+@pytest.mark.parametrize("mode", ["fp32", "bf16_cl"])
+def test_bench_measures_lightning_and_plain(mode):
+    out = {}
+    for impl in ("plain", "lightning"):
+        spec = dict(impl=impl, mode=mode, image_size=32, batch=2, steps=2, warmup=1, ngf=4, ndf=4,
+                    threads=1, cpu=True)
+        r = bench._run_one(spec)
+        assert r["device"] == "cpu" and r["s_per_step"] > 0
+        assert r["images_per_s"] == pytest.approx(2 / r["s_per_step"])
+        assert r["s_per_step_min"] <= r["s_per_step"]
+        assert r["mem_kind"] == "cpu_peak_rss_minus_start" and r["peak_rss_mb"] > 0
+        out[impl] = r
+    json.dumps(out)  # JSON-able
+
+
+def test_machine_info_names_the_cpu():
+    info = bench.machine_info()
+    assert info["cpu"] and info["torch"] and info["pytorch_lightning"]
+    assert "gpu" in info or info["cuda"] is False

@@ -1,0 +1,134 @@
+"""Synthesis of augmentation sets: file format, manifest, batch independence, bit-exact regeneration."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from lcgan_lightning.synthesize import (
+    generate_set,
+    regenerate_from_manifest,
+    sha256_file,
+    synthesize,
+    training_slices,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny convolutions: one thread is faster than two on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class NoisyGenerator:
+    """Mask-dependent image plus seeded noise; noise differs with `dropout` like pix2pix's."""
+
+    image_size = 16
+
+    def generate(self, masks: torch.Tensor, seed: int, dropout: bool = True) -> torch.Tensor:
+        g = torch.Generator().manual_seed(int(seed))
+        noise = torch.randn((masks.shape[0], 1, *masks.shape[1:]), generator=g)
+        x = masks.unsqueeze(1).float() * 0.3 - 0.5 + (0.2 if dropout else 0.05) * noise
+        return x.clamp(-1, 1)
+
+
+def _loader(path: str) -> NoisyGenerator:
+    assert torch.load(path, weights_only=False)["kind"] == "generator"
+    return NoisyGenerator()
+
+
+@dataclass
+class MemSlices:
+    images: np.ndarray
+    masks: np.ndarray
+    patients: np.ndarray
+    volumes: np.ndarray
+    slice_index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def select(self, idx):
+        return MemSlices(self.images[idx], self.masks[idx], self.patients[idx], self.volumes[idx], self.slice_index[idx])
+
+    def for_patients(self, ids):
+        return self.select(np.isin(self.patients, list(ids)))
+
+
+def _slices(n: int = 10) -> MemSlices:
+    rng = np.random.default_rng(0)
+    masks = rng.integers(0, 6, size=(n, 16, 16)).astype(np.uint8)
+    pats = np.array([f"p{i % 5}" for i in range(n)])
+    return MemSlices(np.zeros((n, 16, 16), np.float16), masks, pats, np.array([f"{p}_s0" for p in pats]),
+                     np.arange(n, dtype=np.int32) // 5)
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    path = tmp_path / "gen.ckpt"
+    torch.save({"kind": "generator"}, path)
+    return path
+
+
+def test_synthesize_writes_the_augment_set_and_regenerates_bit_for_bit(tmp_path, ckpt):
+    data = _slices()
+    train = data.for_patients(["p0", "p1", "p3"])  # 6 rows
+    manifest = synthesize(ckpt, train, tmp_path / "syn", fraction=0.1, seed=7, dropout=True, previews=3,
+                          load_generator=_loader)
+    images = np.load(tmp_path / "syn/images.npy")
+    masks = np.load(tmp_path / "syn/masks.npy")
+    assert images.dtype == np.float16 and images.shape == (6, 16, 16)
+    assert masks.dtype == np.uint8 and np.array_equal(masks, train.masks)
+    assert images.min() >= -1 and images.max() <= 1
+    on_disk = json.loads((tmp_path / "syn/manifest.json").read_text())
+    assert on_disk == manifest
+    assert manifest["checkpoint_sha256"] == sha256_file(ckpt)
+    assert (manifest["fraction"], manifest["seed"], manifest["dropout"], manifest["image_size"]) == (0.1, 7, True, 16)
+    assert manifest["source"][:2] == [{"patient": "p0", "volume": "p0_s0", "slice": 0},
+                                      {"patient": "p1", "volume": "p1_s0", "slice": 0}]
+    for key in ("created", "package_version", "checkpoint"):
+        assert manifest[key]
+    assert (tmp_path / "syn/previews/preview.png").is_file()
+
+    # regenerate from the FULL dataset: rows are found by (patient, volume, slice)
+    again, again_masks = regenerate_from_manifest(tmp_path / "syn/manifest.json", data, load_generator=_loader)
+    assert np.array_equal(again, images) and np.array_equal(again_masks, masks)
+
+    # a changed checkpoint is refused
+    torch.save({"kind": "generator", "x": 1}, ckpt)
+    with pytest.raises(ValueError, match="sha256"):
+        regenerate_from_manifest(tmp_path / "syn/manifest.json", data, load_generator=_loader)
+
+
+def test_generation_is_batch_independent_and_seeded():
+    masks = _slices().masks
+    a = generate_set(NoisyGenerator(), masks, seed=3, chunk=256)
+    b = generate_set(NoisyGenerator(), masks, seed=3, chunk=3)
+    c = generate_set(NoisyGenerator(), masks[4:], seed=3)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a[4:], c)  # row seeds follow the row index in the set
+    assert not np.array_equal(a, generate_set(NoisyGenerator(), masks, seed=4))
+    assert not np.array_equal(a, generate_set(NoisyGenerator(), masks, seed=3, dropout=False))
+
+
+def test_training_slices_of_a_fraction_and_errors(tmp_path, ckpt):
+    class DM:
+        slices = _slices()
+        splits = {"train": ["p0", "p1", "p2"], "val": ["p3"], "test": ["p4"],
+                  "subsets": {"0.025": ["p0"], "0.1": ["p0", "p1"]}}
+
+    assert sorted(set(training_slices(DM, 0.1).patients)) == ["p0", "p1"]
+    assert sorted(set(training_slices(DM, 1.0).patients)) == ["p0", "p1", "p2"]
+    with pytest.raises(ValueError, match="0.25"):
+        training_slices(DM, 0.25)
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        synthesize(tmp_path / "nope.ckpt", DM.slices, tmp_path / "o", 0.1, load_generator=_loader)
+    with pytest.raises(ValueError, match="nothing to synthesize"):
+        synthesize(ckpt, DM.slices.for_patients([]), tmp_path / "o", 0.1, load_generator=_loader)
