@@ -1,0 +1,442 @@
+"""Hemorrhage segmenter (paper §4.1): FCN-8s (default) or MONAI BasicUNet as a LightningModule.
+
+Training: pixel-wise cross-entropy (``loss: ce``, the FCN recipe) or MONAI's DiceCELoss
+(``loss: dice_ce``: CE + soft Dice over the five lesion classes, background excluded from the
+Dice term, Dice pooled over the batch), Adam or SGD. Validation logs ``val/dsc`` (per-image DSC,
+see :mod:`lcgan_lightning.metrics`), which the built-in ModelCheckpoint monitors. Testing writes
+``<run_dir>/test_metrics.json`` and ``<run_dir>/predictions.npz``; the run dir is the trainer's
+``default_root_dir`` (``lcgan-train`` sets it to the Hydra run dir).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import nn
+
+from lcgan_lightning.constants import CLASS_NAMES, LESION_CLASSES, NUM_CLASSES
+from lcgan_lightning.metrics import SegmentationMetrics, compute_metrics, to_json_safe
+from lcgan_lightning.models.fcn8s import FCN8s, load_vgg16_imagenet
+
+log = logging.getLogger(__name__)
+
+ARCHS = ("fcn8s", "basicunet")
+BASICUNET_FEATURES = (32, 32, 64, 128, 256, 32)
+# RGB colours of classes 1..5 for PNG overlays (IPH red, IVH blue, SAH yellow, EDH green, SDH magenta).
+CLASS_COLOURS = np.array(
+    [[0, 0, 0], [230, 25, 75], [0, 130, 200], [255, 225, 25], [60, 180, 75], [240, 50, 230]],
+    dtype=np.float32,
+)
+
+
+class BasicUNetSeg(nn.Module):
+    """MONAI BasicUNet (2-D) with edge padding to a multiple of 16 and an ``encode`` method."""
+
+    stride = 16
+
+    def __init__(
+        self,
+        num_classes: int = NUM_CLASSES,
+        in_channels: int = 1,
+        width: float = 1.0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        from monai.networks.nets import BasicUNet
+
+        features = tuple(max(1, round(f * width)) for f in BASICUNET_FEATURES)
+        self.unet = BasicUNet(
+            spatial_dims=2,
+            in_channels=in_channels,
+            out_channels=num_classes,
+            features=features,
+            dropout=dropout,
+        )
+        self.feature_dim = features[4]
+
+    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.stride, (-w) % self.stride
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return x, h, w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, h, w = self._pad(x)
+        return self.unet(x)[..., :h, :w]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Global-average-pooled bottleneck features [B, 256·width]."""
+        x, _, _ = self._pad(x)
+        u = self.unet
+        x4 = u.down_4(u.down_3(u.down_2(u.down_1(u.conv_0(x)))))
+        return x4.mean(dim=(2, 3))
+
+
+def build_net(
+    arch: str = "fcn8s",
+    num_classes: int = NUM_CLASSES,
+    in_channels: int = 1,
+    width: float = 1.0,
+    dropout: float = 0.5,
+    pretrained_vgg16: str | None = None,
+    net: dict | None = None,
+    batch_norm: bool = False,
+) -> nn.Module:
+    """The segmentation network: ``net`` (a ``_target_`` dict) if given, else ``arch``."""
+    if net:
+        from hydra.utils import instantiate
+
+        return instantiate(net)
+    if arch == "fcn8s":
+        model = FCN8s(
+            num_classes=num_classes,
+            in_channels=in_channels,
+            width=width,
+            dropout=dropout,
+            batch_norm=batch_norm,
+        )
+        if pretrained_vgg16:
+            load_vgg16_imagenet(model, pretrained_vgg16)
+        return model
+    if pretrained_vgg16:
+        raise ValueError(f"pretrained_vgg16 is for arch=fcn8s only, not arch={arch}")
+    if arch == "basicunet":
+        return BasicUNetSeg(
+            num_classes=num_classes, in_channels=in_channels, width=width, dropout=dropout
+        )
+    raise ValueError(f"unknown segmenter arch {arch!r}; choose one of {ARCHS} or give net._target_")
+
+
+def _plain(value: Any) -> Any:
+    return (
+        OmegaConf.to_container(value, resolve=True)
+        if isinstance(value, (DictConfig, ListConfig))
+        else value
+    )
+
+
+class Segmenter(pl.LightningModule):
+    """Segments 1-channel CT slices into our 6 classes; logs the paper's metrics.
+
+    Batches are dicts with "image" [B,1,H,W] in [-1,1] and "mask" [B,H,W] int64 (plus
+    "patient", "volume", "slice" for the test files).
+    """
+
+    def __init__(
+        self,
+        arch: str = "fcn8s",
+        width: float = 1.0,
+        num_classes: int = NUM_CLASSES,
+        in_channels: int = 1,
+        dropout: float = 0.5,
+        batch_norm: bool = False,
+        pretrained_vgg16: str | None = None,
+        net: dict | None = None,
+        loss: str = "ce",
+        class_weights: list[float] | None = None,
+        optimizer: str = "adam",
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        n_overlay: int = 8,
+        overlay_every_n_epochs: int = 1,
+    ) -> None:
+        super().__init__()
+        net = _plain(net)
+        class_weights = _plain(class_weights)
+        if loss not in ("ce", "dice_ce"):
+            raise ValueError(f"loss must be 'ce' or 'dice_ce', got {loss!r}")
+        if optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        if class_weights is not None and loss != "ce":
+            raise ValueError("class_weights apply to loss=ce only")
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ValueError(f"class_weights needs {num_classes} values, got {len(class_weights)}")
+        self.save_hyperparameters()
+        self.net = build_net(
+            arch, num_classes, in_channels, width, dropout, pretrained_vgg16, net, batch_norm
+        )
+        if class_weights is not None:
+            self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
+        else:
+            self.class_weights = None
+        self._dice_ce = None
+        if loss == "dice_ce":
+            from monai.losses import DiceCELoss
+
+            self._dice_ce = DiceCELoss(
+                include_background=False, to_onehot_y=True, softmax=True, batch=True
+            )
+        self.val_metrics = SegmentationMetrics(num_classes)
+        self.train_set_size: int | None = None
+        self._overlay: dict[str, torch.Tensor] | None = None
+        self._test_outputs: list[dict[str, Any]] = []
+
+    # ---- network -------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def loss_fn(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        if self._dice_ce is not None:
+            return self._dice_ce(logits, masks[:, None])
+        return F.cross_entropy(logits, masks, weight=self.class_weights)
+
+    @torch.no_grad()
+    def predict_masks(self, images: torch.Tensor) -> torch.Tensor:
+        """Label maps [B, H, W] (long) for images [B, 1, H, W] in [-1, 1]."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.net(images.to(self.device, torch.float32)).argmax(dim=1)
+        finally:
+            self.train(was_training)
+
+    @torch.no_grad()
+    def encoder_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled encoder features [B, F] (FCN-8s: pool5, BasicUNet: bottleneck), for FID."""
+        if not hasattr(self.net, "encode"):
+            raise NotImplementedError(f"{type(self.net).__name__} has no encode() method")
+        was_training = self.training
+        self.eval()
+        try:
+            return self.net.encode(images.to(self.device, torch.float32))
+        finally:
+            self.train(was_training)
+
+    # ---- training ------------------------------------------------------------------------
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        if hp.optimizer == "sgd":
+            return torch.optim.SGD(
+                self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+            )
+        return torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        from pytorch_lightning.callbacks import ModelCheckpoint
+
+        return [
+            ModelCheckpoint(
+                dirpath=str(self.run_dir / "checkpoints"),
+                filename="epoch={epoch:03d}-dsc={val/dsc:.4f}",
+                auto_insert_metric_name=False,
+                monitor="val/dsc",
+                mode="max",
+                save_last=True,
+            )
+        ]
+
+    @property
+    def run_dir(self) -> Path:
+        """Where checkpoints and test files go: the trainer's default_root_dir."""
+        trainer = self._trainer
+        return Path(trainer.default_root_dir) if trainer is not None else Path.cwd()
+
+    def on_train_start(self) -> None:
+        n = (
+            getattr(self.trainer.datamodule, "train_set_size", None)
+            if self.trainer.datamodule
+            else None
+        )
+        if n is None:
+            dl = self.trainer.train_dataloader
+            dataset = getattr(dl, "dataset", None)
+            n = len(dataset) if dataset is not None and hasattr(dataset, "__len__") else None
+        if n is not None:
+            self.train_set_size = int(n)
+            log.info("segmenter training set: %d slices", self.train_set_size)
+            for logger in self.loggers:
+                logger.log_metrics({"train_set_size": float(self.train_set_size)}, step=0)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["train_set_size"] = self.train_set_size
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.train_set_size = checkpoint.get("train_set_size")
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"])
+        loss = self.loss_fn(logits, batch["mask"])
+        self.log(
+            "train/loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch["image"].shape[0],
+        )
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        images, masks = batch["image"], batch["mask"]
+        logits = self(images)
+        self.log("val/loss", self.loss_fn(logits, masks), on_epoch=True, batch_size=images.shape[0])
+        preds = logits.argmax(dim=1)
+        self.val_metrics.update(preds, masks)
+        if batch_idx == 0 and self.hparams.n_overlay > 0:
+            n = self.hparams.n_overlay
+            self._overlay = {
+                "image": images[:n, 0].detach().cpu(),
+                "true": masks[:n].detach().cpu(),
+                "pred": preds[:n].detach().cpu(),
+            }
+
+    def on_validation_epoch_end(self) -> None:
+        m = self.val_metrics.compute()
+        self.val_metrics.reset()
+        self.log("val/dsc", m["dsc"], prog_bar=True)
+        self.log("val/precision", m["precision"])
+        self.log("val/recall", m["recall"])
+        every = max(1, int(self.hparams.overlay_every_n_epochs))
+        last = self.current_epoch + 1 >= (self.trainer.max_epochs or 0)
+        if (
+            self._overlay is not None
+            and not self.trainer.sanity_checking
+            and self.trainer.is_global_zero
+            and (self.current_epoch % every == 0 or last)
+        ):
+            self._log_overlays(**self._overlay)
+
+    # ---- overlays ------------------------------------------------------------------------
+    def _log_overlays(self, image: torch.Tensor, true: torch.Tensor, pred: torch.Tensor) -> None:
+        grey = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+        wandb_loggers = [lg for lg in self.loggers if isinstance(lg, pl.loggers.WandbLogger)]
+        if wandb_loggers:
+            import wandb
+
+            labels = dict(enumerate(CLASS_NAMES))
+            pictures = [
+                wandb.Image(
+                    g,
+                    masks={
+                        "prediction": {
+                            "mask_data": p.numpy().astype(np.uint8),
+                            "class_labels": labels,
+                        },
+                        "ground_truth": {
+                            "mask_data": t.numpy().astype(np.uint8),
+                            "class_labels": labels,
+                        },
+                    },
+                    caption=f"val slice {i}",
+                )
+                for i, (g, t, p) in enumerate(zip(grey, true, pred, strict=True))
+            ]
+            for lg in wandb_loggers:
+                lg.experiment.log(
+                    {"val/overlays": pictures, "trainer/global_step": self.global_step}
+                )
+            return
+        from matplotlib import pyplot as plt
+
+        out_dir = (
+            Path(
+                self.loggers[0].log_dir
+                if self.loggers and self.loggers[0].log_dir
+                else self.run_dir
+            )
+            / "overlays"
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows = [
+            np.concatenate(
+                [_overlay_rgb(g, m.numpy()) for g, m in zip(grey, masks, strict=True)], axis=1
+            )
+            for masks in (true, pred)
+        ]
+        plt.imsave(out_dir / f"epoch={self.current_epoch:03d}.png", np.concatenate(rows, axis=0))
+
+    # ---- test ----------------------------------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        self._test_outputs = []
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        preds = self(batch["image"]).argmax(dim=1)
+        n = preds.shape[0]
+        self._test_outputs.append(
+            {
+                "pred": preds.cpu().numpy().astype(np.uint8),
+                "true": batch["mask"].cpu().numpy().astype(np.uint8),
+                "patient": list(batch.get("patient", [""] * n)),
+                "volume": list(batch.get("volume", [""] * n)),
+                "slice": np.asarray(
+                    batch["slice"].cpu()
+                    if torch.is_tensor(batch.get("slice"))
+                    else batch.get("slice", [-1] * n),
+                    dtype=np.int32,
+                ),
+            }
+        )
+
+    def on_test_epoch_end(self) -> None:
+        outputs = self._test_outputs
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, outputs)
+            outputs = [o for part in gathered for o in part]
+        self._test_outputs = []
+        if not outputs:
+            return
+        arrays = {
+            "pred": np.concatenate([o["pred"] for o in outputs]),
+            "true": np.concatenate([o["true"] for o in outputs]),
+            "patient": np.array([p for o in outputs for p in o["patient"]], dtype=str),
+            "volume": np.array([v for o in outputs for v in o["volume"]], dtype=str),
+            "slice": np.concatenate([o["slice"] for o in outputs]),
+        }
+        metrics = compute_metrics(arrays["pred"], arrays["true"], self.hparams.num_classes)
+        self.log("test/dsc", metrics["dsc"], sync_dist=False, rank_zero_only=True)
+        self.log("test/precision", metrics["precision"], rank_zero_only=True)
+        self.log("test/recall", metrics["recall"], rank_zero_only=True)
+        for name, value in metrics["per_class_dsc"].items():
+            if np.isfinite(value):
+                self.log(f"test/dsc_{name}", value, rank_zero_only=True)
+        if self.trainer.is_global_zero:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(self.run_dir / "predictions.npz", **arrays)
+            result = {**metrics, "train_set_size": self.train_set_size}
+            (self.run_dir / "test_metrics.json").write_text(
+                json.dumps(to_json_safe(result), indent=2) + "\n"
+            )
+            log.info(
+                "test metrics: dsc %.4f precision %.4f recall %.4f -> %s",
+                metrics["dsc"],
+                metrics["precision"],
+                metrics["recall"],
+                self.run_dir / "test_metrics.json",
+            )
+
+
+def _overlay_rgb(grey: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """uint8 RGB of a grey slice with lesion classes blended in their colours."""
+    rgb = np.repeat(grey[..., None].astype(np.float32), 3, axis=-1)
+    lesion = mask > 0
+    colours = CLASS_COLOURS[np.clip(mask, 0, len(CLASS_COLOURS) - 1)]
+    rgb[lesion] = (1 - alpha) * rgb[lesion] + alpha * colours[lesion]
+    return rgb.round().astype(np.uint8)
+
+
+def load_segmenter(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> Segmenter:
+    """A trained Segmenter from its checkpoint file alone, in eval mode."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"segmenter checkpoint not found: {path}")
+    try:
+        model = Segmenter.load_from_checkpoint(
+            path, map_location=map_location, pretrained_vgg16=None
+        )
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise ValueError(f"{path} is not a Segmenter checkpoint: {e}") from e
+    return model.eval()
+
+
+__all__ = ["Segmenter", "BasicUNetSeg", "build_net", "load_segmenter", "LESION_CLASSES"]
