@@ -15,16 +15,6 @@ from scipy.ndimage import gaussian_filter
 
 from lcgan_lightning.selection import quality, realism, rule, score
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions: one thread is faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- stand-ins
 
 

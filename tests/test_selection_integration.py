@@ -20,15 +20,6 @@ from lcgan_lightning.synthesize import regenerate_from_manifest, synthesize  # n
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions: one thread is faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _save_lcgan_ckpt(path: Path, fraction: float, epochs: int, seed: int) -> None:
     """A checkpoint in the layout Lightning writes for LcGAN (weights, hparams, run config, epoch)."""
     torch.manual_seed(seed)

@@ -18,15 +18,6 @@ from lcgan_lightning.synthesize import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions: one thread is faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class NoisyGenerator:
     """Mask-dependent image plus seeded noise; noise differs with `dropout` like pix2pix's."""
 

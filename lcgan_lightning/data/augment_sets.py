@@ -179,13 +179,7 @@ def match_synthetic_set(synthetic: SliceSet, train_slices: SliceSet, where: str)
     images = np.asarray(synthetic.images[order])
     if not np.isfinite(images).all():
         raise SyntheticSetError(f"{where}: images.npy contains NaN/inf")
-    return SliceSet(
-        images,
-        masks,
-        train_slices.patients.copy(),
-        train_slices.volumes.copy(),
-        train_slices.slice_index.copy(),
-    )
+    return train_slices.with_arrays(images, masks)
 
 
 def generate_synthetic_images(
@@ -253,13 +247,7 @@ def traditional_slices(train_slices: SliceSet, seed: int) -> SliceSet:
     from lcgan_lightning.data.augment import make_traditional_set
 
     images, masks = make_traditional_set(train_slices, seed)
-    return SliceSet(
-        images,
-        masks,
-        train_slices.patients.copy(),
-        train_slices.volumes.copy(),
-        train_slices.slice_index.copy(),
-    )
+    return train_slices.with_arrays(images, masks)
 
 
 def build_extra_train_sets(

@@ -71,6 +71,11 @@ class SliceSet:
                    np.asarray(volumes if volumes is not None else [""] * n, dtype=str),
                    np.asarray(slice_index if slice_index is not None else np.arange(n), dtype=np.int32))
 
+    def with_arrays(self, images: np.ndarray, masks: np.ndarray) -> SliceSet:
+        """New images/masks paired row for row with these slices' ids (augmented or synthetic copies)."""
+        return SliceSet(np.asarray(images), np.asarray(masks), self.patients.copy(), self.volumes.copy(),
+                        self.slice_index.copy())
+
     def __len__(self) -> int:
         return len(self.images)
 

@@ -18,21 +18,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm  # BatchNorm2d and SyncBatchNorm
 
-from lcgan_lightning.constants import CLASS_NAMES, NUM_CLASSES
+from lcgan_lightning.constants import NUM_CLASSES
+from lcgan_lightning.visual import CLASS_COLORS
 
 NORMS = ("batch", "instance")
 CONDITIONS = ("onehot", "palette")
 
 # Fixed colour per class for `condition: palette` (RGB in [0, 255]; the generator sees it in [-1, 1]).
-PALETTE_RGB: tuple[tuple[int, int, int], ...] = (
-    (0, 0, 0),  # background
-    (255, 0, 0),  # IPH
-    (0, 255, 0),  # IVH
-    (0, 0, 255),  # SAH
-    (255, 255, 0),  # EDH
-    (255, 0, 255),  # SDH
-)
-assert len(PALETTE_RGB) == len(CLASS_NAMES)
+PALETTE_RGB: tuple[tuple[int, int, int], ...] = tuple(tuple(int(v) for v in c) for c in CLASS_COLORS)
 
 
 def condition_channels(condition: str) -> int:

@@ -26,7 +26,6 @@ from lcgan_lightning.models.discriminator import PatchDiscriminator
 from lcgan_lightning.models.generator import (
     CONDITIONS,
     NORMS,
-    PALETTE_RGB,
     UNetGenerator,
     condition_channels,
     encode_condition,
@@ -34,6 +33,7 @@ from lcgan_lightning.models.generator import (
     masks_to_onehot,
     sample_images,
 )
+from lcgan_lightning.visual import mask_to_rgb
 
 LR_POLICIES = ("constant", "linear")
 # logged as train/<name>_step (every log_every_n_steps) and train/<name>_epoch (epoch mean)
@@ -341,11 +341,6 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
     return ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
 
 
-def mask_rgb(mask: torch.Tensor) -> np.ndarray:
-    """Class-id mask [H,W] -> uint8 RGB [H,W,3] in the palette colours."""
-    return np.asarray(PALETTE_RGB, dtype=np.uint8)[mask.numpy()]
-
-
 def make_panel(rows: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], min_tile: int = 128) -> np.ndarray:
     """One row per sample: mask (palette colours) | real | generated, tiles upscaled to >= min_tile px."""
     h = rows[0][0].shape[0]
@@ -353,7 +348,7 @@ def make_panel(rows: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], 
     sep = 2
     lines = []
     for mask, real, fake in rows:
-        tiles = [mask_rgb(mask), *(np.repeat(to_uint8(t)[..., None], 3, axis=2) for t in (real, fake))]
+        tiles = [mask_to_rgb(mask.numpy()), *(np.repeat(to_uint8(t)[..., None], 3, axis=2) for t in (real, fake))]
         tiles = [np.kron(t, np.ones((scale, scale, 1), dtype=np.uint8)) for t in tiles]
         gap = np.full((tiles[0].shape[0], sep, 3), 255, np.uint8)
         lines.append(np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1))

@@ -25,18 +25,13 @@ from torch import nn
 from lcgan_lightning.constants import CLASS_NAMES, LESION_CLASSES, NUM_CLASSES
 from lcgan_lightning.metrics import SegmentationMetrics, compute_metrics, to_json_safe
 from lcgan_lightning.models.fcn8s import FCN8s, load_vgg16_imagenet
+from lcgan_lightning.visual import overlay
 
 log = logging.getLogger(__name__)
 
 ARCHS = ("fcn8s", "basicunet")
 BASICUNET_FEATURES = (32, 32, 64, 128, 256, 32)
 # RGB colours of classes 1..5 for PNG overlays (IPH red, IVH blue, SAH yellow, EDH green, SDH magenta).
-CLASS_COLOURS = np.array(
-    [[0, 0, 0], [230, 25, 75], [0, 130, 200], [255, 225, 25], [60, 180, 75], [240, 50, 230]],
-    dtype=np.float32,
-)
-
-
 class BasicUNetSeg(nn.Module):
     """MONAI BasicUNet (2-D) with edge padding to a multiple of 16 and an ``encode`` method."""
 
@@ -349,7 +344,7 @@ class Segmenter(pl.LightningModule):
         out_dir.mkdir(parents=True, exist_ok=True)
         rows = [
             np.concatenate(
-                [_overlay_rgb(g, m.numpy()) for g, m in zip(grey, masks, strict=True)], axis=1
+                [overlay(g, m.numpy()) for g, m in zip(grey, masks, strict=True)], axis=1
             )
             for masks in (true, pred)
         ]
@@ -414,15 +409,6 @@ class Segmenter(pl.LightningModule):
                 metrics["recall"],
                 self.run_dir / "test_metrics.json",
             )
-
-
-def _overlay_rgb(grey: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """uint8 RGB of a grey slice with lesion classes blended in their colours."""
-    rgb = np.repeat(grey[..., None].astype(np.float32), 3, axis=-1)
-    lesion = mask > 0
-    colours = CLASS_COLOURS[np.clip(mask, 0, len(CLASS_COLOURS) - 1)]
-    rgb[lesion] = (1 - alpha) * rgb[lesion] + alpha * colours[lesion]
-    return rgb.round().astype(np.uint8)
 
 
 def load_segmenter(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> Segmenter:

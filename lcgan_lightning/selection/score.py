@@ -34,6 +34,7 @@ from torch import Tensor
 
 from lcgan_lightning.constants import CLASS_NAMES, NUM_CLASSES
 from lcgan_lightning.selection import quality, realism, rule
+from lcgan_lightning.visual import CLASS_COLORS
 
 log = logging.getLogger(__name__)
 
@@ -430,7 +431,7 @@ def select_per_fraction(rows: Sequence[Mapping[str, Any]], rule_name: str = "mea
 
 
 # --------------------------------------------------------------------------- contact sheet
-MASK_COLOURS = ("#000000", "#e41a1c", "#377eb8", "#4daf4a", "#ff7f00", "#984ea3")  # bg, IPH, IVH, SAH, EDH, SDH
+MASK_COLOURS = [tuple(c / 255.0) for c in CLASS_COLORS]  # bg, IPH, IVH, SAH, EDH, SDH
 
 
 def contact_sheet(path: str | Path, masks: np.ndarray, real: np.ndarray, rows: Sequence[tuple[str, np.ndarray]],
