@@ -17,7 +17,7 @@ help:  ## list the targets
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
@@ -49,7 +49,7 @@ report: install  ## rewrite the report of RUN_DIR (default runs/smoke)
 sweep-gan: install  ## the paper's GAN grid (3 fractions x 200 epochs; 10/50/100 are its checkpoints)
 	$(VENV)/bin/lcgan-train -m experiment=gan_paper_grid $(ARGS)
 
-sweep-seg: install  ## the segmentation grid (3 fractions x 4 augment variants)
+sweep-seg: install  ## segmentation grid (3 fractions x 4 variants); gan/both need ARGS="data.synthetic_dir='...'"
 	$(VENV)/bin/lcgan-train -m experiment=seg_sweep $(ARGS)
 
 bench: install  ## LcGAN step throughput: Lightning vs plain PyTorch (JSON in bench.json)

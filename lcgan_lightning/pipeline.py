@@ -31,15 +31,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lcgan_lightning.data.splits import fraction_key
+
 log = logging.getLogger(__name__)
 
 AUGMENTS = ("none", "gan", "traditional", "both")
 STAGES = ("data", "judge", "gan", "select", "synthesize", "seg", "report")
 
-
-def frac_key(fraction: float) -> str:
-    """The key a fraction has in splits.json, selected.json and results.json ("0.025")."""
-    return repr(float(fraction))
 
 
 def quoted(value: object) -> str:
@@ -59,7 +57,6 @@ class Pipeline:
     cfg: DictConfig
     run_dir: Path
     python: str = sys.executable
-    timings: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ plumbing
@@ -89,7 +86,11 @@ class Pipeline:
         conf_dir = self.run_dir / "conf" / "data"
         conf_dir.mkdir(parents=True, exist_ok=True)
         data = OmegaConf.to_container(self.cfg.data, resolve=True)
-        data["splits_path"] = str(self.run_dir / "splits.json")
+        for key in ("root", "cache_dir"):  # jobs may run in another cwd (Ray, SLURM)
+            if data.get(key) is not None:
+                data[key] = str(Path(data[key]).resolve())
+        data["splits_path"] = str((self.run_dir / "splits.json").resolve())
+        data["sample_seed"] = "${seed}"  # split seed frozen, sampling follows each job's seed
         path = conf_dir / "pipeline.yaml"
         path.write_text(OmegaConf.to_yaml(OmegaConf.create(data)))
         return path
@@ -138,7 +139,11 @@ class Pipeline:
             return
         log.info("stage %s: running", name)
         start = time.time()
-        ok = action()
+        try:
+            ok = action()
+        except Exception:
+            self._save_state(name, "failed", time.time() - start)
+            raise
         self._save_state(name, "ran" if ok is not False else "failed", time.time() - start)
         if ok is False:
             raise PipelineError("stage " + name + " failed:\n  " + "\n  ".join(self.failures))
@@ -161,11 +166,9 @@ class Pipeline:
         ]
 
     def stage_data(self) -> bool:
+        # data=pipeline carries splits_path=<run_dir>/splits.json: inspect writes the split there
         self._run_app("lcgan_lightning.cli.inspect", [f"hydra.run.dir={quoted(self.run_dir / 'data')}"])
-        inspect = json.loads((self.run_dir / "data" / "inspect.json").read_text())
-        if not (self.run_dir / "splits.json").exists():
-            (self.run_dir / "splits.json").write_text(json.dumps(inspect["splits"], indent=2))
-        return True
+        return (self.run_dir / "splits.json").exists()
 
     def stage_judge(self) -> bool:
         judge = self.run_dir / "judge"
@@ -195,7 +198,11 @@ class Pipeline:
             "model=lcgan",
             f"data.fraction={fracs}",
             f"model.lr_policy={self.cfg.gan.lr_policy}",
-            f"model.save_epochs=[{','.join(str(e) for e in epochs)}]",
+            # constant LR: the shorter candidates are checkpoints of the longest run;
+            # linear decay: every epoch count is its own job and keeps only its final epoch
+            f"model.save_epochs=[{','.join(str(e) for e in epochs)}]"
+            if constant
+            else "model.save_epochs=[${trainer.max_epochs}]",
             f"trainer.max_epochs={max(epochs) if constant else ','.join(str(e) for e in epochs)}",
             f"seed={self.cfg.seed}",
             "test=false",
@@ -223,14 +230,29 @@ class Pipeline:
     def synthetic_dir(self, fraction: float) -> Path:
         return self.run_dir / "synthetic" / f"frac={fraction}"
 
+    def synthetic_is_current(self, fraction: float) -> bool:
+        """The fraction's synthetic set exists and was made by the generator selected.json names."""
+        manifest = self.synthetic_dir(fraction) / "manifest.json"
+        selected = self.run_dir / "selected.json"
+        if not (manifest.exists() and selected.exists()):
+            return False
+        made_by = json.loads(manifest.read_text()).get("checkpoint")
+        chosen = json.loads(selected.read_text())[fraction_key(fraction)]["checkpoint"]
+        if made_by and Path(made_by).resolve() == Path(chosen).resolve():
+            return True
+        log.info("%s was not made by the selected generator: it will be regenerated", manifest.parent)
+        return False
+
     def stage_synthesize(self) -> bool:
         selected = json.loads((self.run_dir / "selected.json").read_text())
         for f in self.fractions():
             out = self.synthetic_dir(f)
-            if (out / "manifest.json").exists():
+            checkpoint = selected[fraction_key(f)]["checkpoint"]
+            if self.synthetic_is_current(f):
                 continue
             args = [
-                f"checkpoint={quoted(selected[frac_key(f)]['checkpoint'])}",
+                f"checkpoint={quoted(checkpoint)}",
+                "overwrite=true",
                 f"data.fraction={f}",
                 f"out_dir={quoted(out)}",
                 f"seed={self.cfg.seed}",
@@ -280,7 +302,7 @@ class Pipeline:
         self._stage("select", done(self.run_dir / "scores.json", self.run_dir / "selected.json"), self.stage_select)
         self._stage(
             "synthesize",
-            done(*(self.synthetic_dir(f) / "manifest.json" for f in self.fractions())),
+            all(self.synthetic_is_current(f) for f in self.fractions()),
             self.stage_synthesize,
         )
         self._stage("seg", done(*(d / "train_result.json" for d in self.seg_dirs())), self.stage_seg)

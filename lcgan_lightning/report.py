@@ -7,6 +7,7 @@ selected.json, scores.json, pipeline_state.json, synthetic/frac=F/; writes resul
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lcgan_lightning.constants import CLASS_NAMES, LESION_CLASSES
+from lcgan_lightning.data.splits import fraction_key
 
 # results.json names of the augmentation variants (config value -> key)
 VARIANTS: dict[str, str] = {"none": "original", "gan": "gan", "traditional": "traditional", "both": "both"}
@@ -106,7 +108,11 @@ def _std(values: list[float]) -> float:
 
 
 def collect_results(run_dir: Path, scale: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(results.json content, per-seed metrics, std over seeds) from the run dir's files."""
+    """(results.json content, per-seed metrics, std over seeds) from the run dir's files.
+
+    Reads exactly the runs `pipeline.yaml` configured (fractions × augments × seeds); a missing
+    `test_metrics.json` is an error naming every missing file, never a silently shorter table.
+    """
     run_dir = Path(run_dir)
     selected = _read_json(run_dir / "selected.json")
     pipeline_cfg = _load_yaml(run_dir / "pipeline.yaml")
@@ -119,27 +125,34 @@ def collect_results(run_dir: Path, scale: str) -> tuple[dict[str, Any], dict[str
     }
     per_seed: dict[str, Any] = {}
     std: dict[str, Any] = {}
-    for frac_dir in sorted((run_dir / "seg").glob("frac=*"), key=lambda p: float(p.name[5:])):
-        fkey = repr(float(frac_dir.name[5:]))
+    missing: list[str] = []
+    for fraction in (float(f) for f in pipeline_cfg["fractions"]):
+        fkey = fraction_key(fraction)
         block: dict[str, Any] = {}
-        for aug, name in VARIANTS.items():
-            runs = {
-                p.parent.name: _metrics(_read_json(p))
-                for p in sorted((frac_dir / f"aug={aug}").glob("seed=*/test_metrics.json"))
-            }
-            if not runs:
-                continue
-            block[name] = _aggregate(list(runs.values()), statistics.fmean)
-            per_seed.setdefault(fkey, {})[name] = runs
-            std.setdefault(fkey, {})[name] = _aggregate(list(runs.values()), _std)
+        for aug in pipeline_cfg["augments"]:
+            name = VARIANTS[aug]
+            runs = {}
+            for seed in pipeline_cfg["seeds"]:
+                path = run_dir / "seg" / f"frac={fraction}" / f"aug={aug}" / f"seed={seed}" / "test_metrics.json"
+                if path.exists():
+                    runs[f"seed={seed}"] = _metrics(_read_json(path))
+                else:
+                    missing.append(str(path.relative_to(run_dir)))
+            if runs:
+                block[name] = _aggregate(list(runs.values()), statistics.fmean)
+                per_seed.setdefault(fkey, {})[name] = runs
+                std.setdefault(fkey, {})[name] = _aggregate(list(runs.values()), _std)
         sel = selected[fkey]
         block["selected"] = {
             "epochs": int(sel["epochs"]),
             "fcn_score": float(sel["fcn_score"]),
             "sharpness": float(sel["sharpness"]),
-            "fooled": float(sel["fooled"]),
+            # null when the realism classifier could not be trained (scores.json says why)
+            "fooled": _float_or_none(sel["fooled"]),
         }
         results["fractions"][fkey] = block
+    if missing:
+        raise FileNotFoundError(f"{run_dir}: segmentation results missing:\n  " + "\n  ".join(missing))
     return results, per_seed, std
 
 
@@ -278,17 +291,27 @@ def _sample_grid(run_dir: Path, fkey: str, path: Path) -> bool:
     return True
 
 
-def _real_slices(run_dir: Path, source: list[dict[str, Any]]) -> np.ndarray | None:
-    """The real slices a synthetic set was generated from, via the run's frozen data config."""
+@functools.lru_cache(maxsize=2)
+def _run_slices(run_dir: Path):
+    """All slices of a run's dataset, via its frozen data config (read once per report)."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     data_cfg = run_dir / "conf" / "data" / "pipeline.yaml"
     if not data_cfg.exists():
         return None
-    dm = instantiate(OmegaConf.load(data_cfg))
+    cfg = OmegaConf.load(data_cfg)
+    cfg.sample_seed = 0  # `${seed}` of the training jobs; reading slices does not sample
+    dm = instantiate(cfg)
     dm.setup("fit")
-    slices = dm.slices
+    return dm.slices
+
+
+def _real_slices(run_dir: Path, source: list[dict[str, Any]]) -> np.ndarray | None:
+    """The real slices a synthetic set was generated from."""
+    slices = _run_slices(Path(run_dir).resolve())
+    if slices is None:
+        return None
     index = {(str(v), int(s)): i for i, (v, s) in enumerate(zip(slices.volumes, slices.slice_index, strict=True))}
     rows = [index[(str(r["volume"]), int(r["slice"]))] for r in source]
     return np.asarray(slices.images[rows], dtype=np.float32)
@@ -307,7 +330,7 @@ def _selection_table(run_dir: Path) -> list[str]:
         lines += [str(conventions), ""]
     lines += ["| " + " | ".join(cols) + " | selected |", "|---" * (len(cols) + 1) + "|"]
     for c in cands:
-        fkey = repr(float(c.get("fraction")))
+        fkey = fraction_key(c.get("fraction"))
         chosen = selected.get(fkey, {}).get("checkpoint") == c.get("checkpoint")
         cells = [
             f"{c.get(k):.4g}" if isinstance(c.get(k), float) else str(c.get(k, "—")) for k in cols

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lcgan_lightning.selection.score import frac_key, generate_rows, row_seed
+from lcgan_lightning.data.splits import fraction_key
+from lcgan_lightning.selection.score import generate_rows, row_seed
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ def training_slices(dm: Any, fraction: float, splits: dict | None = None) -> Any
     if float(fraction) == 1.0:
         ids = splits["train"]
     else:
-        key = frac_key(fraction)
+        key = fraction_key(fraction)
         if key not in splits.get("subsets", {}):
             raise ValueError(f"fraction {fraction} has no subset in the splits (have {sorted(splits.get('subsets', {}))})")
         ids = splits["subsets"][key]

@@ -93,7 +93,7 @@ def test_phantom_generated_when_root_missing(tmp_path, monkeypatch):
     fake = types.ModuleType("lcgan_lightning.data.phantom")
     fake.generate_phantom = generate_phantom
     monkeypatch.setitem(sys.modules, "lcgan_lightning.data.phantom", fake)
-    phantom = {"num_patients": 8, "seed": 1, "image_size": 32, "num_slices": 6}
+    phantom = {"generate": True, "num_patients": 8, "seed": 1, "image_size": 32, "num_slices": 6}
     dm = _dm(tmp_path / "data" / "phantom", tmp_path, phantom=phantom)
     assert calls == [(8, 1, 32, 6)] and len(dm.slices.patient_ids()) == 8
     _dm(tmp_path / "data" / "phantom", tmp_path, phantom=phantom)
@@ -136,7 +136,7 @@ def test_hydra_data_configs(name, root, tmp_path):
     assert dm.seed == 42 and dm.fraction == 1.0 and dm.cache_dir == tmp_path / "data" / "cache"
     assert dm.image_size == (128 if name == "phantom" else 256)
     if name == "phantom":
-        assert dm.phantom == {"num_patients": 40, "seed": 0, "image_size": 128, "num_slices": 24}
+        assert dm.phantom == {"generate": True, "num_patients": 40, "seed": 0, "image_size": 128, "num_slices": 24}
         assert str(dm.root).endswith("phantom_n40_s0_128px_z24")
 
 
@@ -180,3 +180,28 @@ def test_existing_splits_file_must_match(root, tmp_path):
     _dm(root, tmp_path)  # same split: fine
     with pytest.raises(Exception, match=r"splits.json: holds a different split than data.seed=6"):
         _dm(root, tmp_path, seed=6)
+
+
+def test_phantom_settings_on_real_data_do_not_generate(tmp_path):
+    """Experiment presets set data.phantom.* for every data=; only data=phantom (generate: true) writes."""
+    from lcgan_lightning.data.validation import DatasetError
+
+    with pytest.raises(DatasetError) as err:
+        _dm(tmp_path / "my_ctich", tmp_path, phantom={"num_patients": 300, "image_size": 256})
+    assert str(err.value).endswith("my_ctich: dataset root not found")
+    assert not (tmp_path / "my_ctich" / "dataset.json").exists()
+
+
+def test_shuffle_follows_the_training_seed_not_the_split_seed(root, tmp_path):
+    """The split seed is frozen across a pipeline's seeds; the sample order must follow torch's
+    global RNG (seeded by lcgan-train, reseeded per epoch by the LcGAN so a resume replays it)."""
+    dm = _dm(root, tmp_path)
+
+    def order(torch_seed: int) -> list[str]:
+        torch.manual_seed(torch_seed)
+        return [f"{v}:{s}" for b in dm.train_dataloader() for v, s in zip(b["volume"], b["slice"].tolist(), strict=True)]
+
+    assert order(1) == order(1)
+    assert order(1) != order(2)
+    assert sorted(order(1)) == sorted(order(2))
+    assert dm.sample_seed == dm.seed == 5 and _dm(root, tmp_path, sample_seed=7).sample_seed == 7

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from lcgan_lightning.constants import LESION_CLASSES
-from lcgan_lightning.pipeline import Pipeline, frac_key, quoted
+from lcgan_lightning.data.splits import fraction_key
+from lcgan_lightning.pipeline import Pipeline, quoted
 
 TINY = [
     "experiment=smoke",
@@ -38,7 +39,7 @@ def _pipeline(run_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
 
 def test_quoting_and_keys() -> None:
     assert quoted("/a/frac=0.1/x") == "'/a/frac=0.1/x'"
-    assert (frac_key(0.025), frac_key(0.1), frac_key(1)) == ("0.025", "0.1", "1.0")
+    assert (fraction_key(0.025), fraction_key(0.1), fraction_key(1)) == ("0.025", "0.1", "1.0")
 
 
 def _metric_schema(m: dict) -> None:

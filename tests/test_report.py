@@ -45,7 +45,10 @@ def _fake_run(run_dir: Path, seeds=(1, 2)) -> dict:
     }
     (run_dir / "selected.json").write_text(json.dumps(selected))
     (run_dir / "scores.json").write_text(json.dumps({"candidates": [], "conventions": "higher is better"}))
-    (run_dir / "pipeline.yaml").write_text("seed: 42\ndata:\n  image_size: 64\n")
+    (run_dir / "pipeline.yaml").write_text(
+        f"seed: 42\nseeds: {list(seeds)}\nfractions: [{', '.join(FRACTIONS)}]\n"
+        "augments: [none, gan, traditional, both]\ndata:\n  image_size: 64\n"
+    )
     (run_dir / "pipeline_state.json").write_text(
         json.dumps({"stages": {"judge": {"status": "ran", "wall_s": 12.5}}, "last_invocation": {}})
     )
@@ -100,3 +103,21 @@ def test_report_shows_std_over_seeds(tmp_path: Path) -> None:
     assert "± 0.007" in report
     per_seed = json.loads((tmp_path / "results_per_seed.json").read_text())
     assert set(per_seed["per_seed"]["0.1"]["gan"]) == {"seed=1", "seed=2"}
+
+
+def test_missing_run_is_an_error_naming_it(tmp_path: Path) -> None:
+    _fake_run(tmp_path, seeds=(1, 2))
+    (tmp_path / "seg" / "frac=0.1" / "aug=gan" / "seed=2" / "test_metrics.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"seg/frac=0.1/aug=gan/seed=2/test_metrics.json"):
+        write_report(tmp_path, scale="smoke")
+
+
+def test_selected_without_realism_gives_null_fooled(tmp_path: Path) -> None:
+    _fake_run(tmp_path, seeds=(1,))
+    selected = json.loads((tmp_path / "selected.json").read_text())
+    selected["0.1"]["fooled"] = None
+    (tmp_path / "selected.json").write_text(json.dumps(selected))
+    write_report(tmp_path, scale="smoke")
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["fractions"]["0.1"]["selected"]["fooled"] is None
+    assert results["fractions"]["0.025"]["selected"]["fooled"] == 0.3

@@ -59,8 +59,8 @@ def select_generators(cfg: DictConfig) -> dict[str, Any]:
     else:
         raise ValueError("set candidates_dir=<sweep dir> or candidates=[...]")
     if cfg.fractions is not None:
-        wanted = {score.frac_key(f) for f in cfg.fractions}
-        candidates = [c for c in candidates if score.frac_key(c.fraction) in wanted]
+        wanted = {score.fraction_key(f) for f in cfg.fractions}
+        candidates = [c for c in candidates if score.fraction_key(c.fraction) in wanted]
         if not candidates:
             raise ValueError(f"no candidate of fractions {sorted(wanted)}")
     for s in skipped:

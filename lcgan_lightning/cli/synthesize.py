@@ -26,7 +26,7 @@ register_resolvers()
 
 def resolve_checkpoint(cfg: DictConfig, fraction: float) -> str:
     """The generator checkpoint: `checkpoint`, else selected_json's entry for `fraction`."""
-    from lcgan_lightning.selection.score import frac_key
+    from lcgan_lightning.data.splits import fraction_key
 
     if cfg.checkpoint:
         return str(cfg.checkpoint)
@@ -34,7 +34,7 @@ def resolve_checkpoint(cfg: DictConfig, fraction: float) -> str:
         raise ValueError("set checkpoint=<generator.ckpt> or selected_json=<run>/selected.json")
     path = Path(cfg.selected_json)
     selected = json.loads(path.read_text())
-    key = frac_key(fraction)
+    key = fraction_key(fraction)
     if key not in selected:
         raise ValueError(f"{path} has no generator for fraction {key} (has {sorted(selected)})")
     return selected[key]["checkpoint"]

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
@@ -27,7 +26,7 @@ from lcgan_lightning.data.splits import (
 )
 from lcgan_lightning.data.validation import DatasetError, check_known_keys
 
-PHANTOM_KEYS = ("num_patients", "seed", "image_size", "num_slices")
+PHANTOM_KEYS = ("generate", "num_patients", "seed", "image_size", "num_slices")
 AUGMENT_CHOICES = ("none", "gan", "traditional", "both")
 
 
@@ -100,6 +99,7 @@ class CTSliceDataModule(pl.LightningDataModule):
         test_ratio: float = 0.15,
         subsets: Sequence[float] = DEFAULT_SUBSETS,
         seed: int = 0,
+        sample_seed: int | None = None,
         augment: str = "none",
         synthetic_dir: str | None = None,
         generator_ckpt: str | None = None,
@@ -139,6 +139,7 @@ class CTSliceDataModule(pl.LightningDataModule):
         self.val_ratio, self.test_ratio = float(val_ratio), float(test_ratio)
         self.subsets = [float(f) for f in _plain(subsets)]
         self.seed = int(seed)
+        self.sample_seed = self.seed if sample_seed is None else int(sample_seed)
         self.augment = augment
         self.synthetic_dir = synthetic_dir
         self.generator_ckpt = generator_ckpt
@@ -164,13 +165,17 @@ class CTSliceDataModule(pl.LightningDataModule):
                 "fraction": self.fraction, "batch_size": self.batch_size, "num_workers": self.num_workers,
                 "window": self.window, "lesion_only": self.lesion_only, "val_ratio": self.val_ratio,
                 "test_ratio": self.test_ratio, "subsets": self.subsets, "seed": self.seed,
+                "sample_seed": self.sample_seed, "eval_batch_size": self.eval_batch_size,
+                "pin_memory": self.pin_memory, "hu_offset": self.hu_offset,
+                "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
+                "splits_path": None if self.splits_path is None else str(self.splits_path),
                 "augment": self.augment, "synthetic_dir": self.synthetic_dir,
                 "generator_ckpt": self.generator_ckpt, "augment_online": self.augment_online,
                 "label_map": self.label_map, "multi_label_slices": self.multi_label_slices,
                 "phantom": self.phantom}
 
     def _load(self) -> SliceSet:
-        if self.phantom is not None:
+        if self.phantom is not None and self.phantom.get("generate"):
             ensure_phantom(self.root, self.phantom)
         return load_slices(self.root, layout=self.layout, image_size=self.image_size, window=self.window,
                            lesion_only=self.lesion_only, cache_dir=self.cache_dir, label_map=self.label_map,
@@ -206,7 +211,7 @@ class CTSliceDataModule(pl.LightningDataModule):
             from lcgan_lightning.data.augment_sets import build_extra_train_sets
 
             extras = build_extra_train_sets(self.augment, self.train_slices, self.synthetic_dir,
-                                            self.generator_ckpt, self.seed)
+                                            self.generator_ckpt, self.sample_seed)
             train = ConcatDataset([train, *extras])
         self.train_dataset = train
         self.val_dataset = SliceDataset(self.val_slices)
@@ -229,9 +234,10 @@ class CTSliceDataModule(pl.LightningDataModule):
             save_splits(self.splits, path)
 
     def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        # The shuffle order comes from torch's global RNG, which lcgan-train seeds with the training
+        # seed (and the LcGAN reseeds per epoch, so a resumed run replays the same order).
         return DataLoader(lean_view(dataset), batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, generator=generator, collate_fn=collate_slices,
+                          pin_memory=self.pin_memory, collate_fn=collate_slices,
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 ARCHS = ("fcn8s", "basicunet")
 BASICUNET_FEATURES = (32, 32, 64, 128, 256, 32)
-# RGB colours of classes 1..5 for PNG overlays (IPH red, IVH blue, SAH yellow, EDH green, SDH magenta).
+
+
 class BasicUNetSeg(nn.Module):
     """MONAI BasicUNet (2-D) with edge padding to a multiple of 16 and an ``encode`` method."""
 

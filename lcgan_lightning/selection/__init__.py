@@ -6,7 +6,7 @@ from lcgan_lightning.selection.rule import select
 from lcgan_lightning.selection.score import (
     Candidate,
     discover_candidates,
-    frac_key,
+    fraction_key,
     generate_rows,
     row_seed,
     run_scoring,
@@ -17,7 +17,7 @@ __all__ = [
     "RealismConfig",
     "discover_candidates",
     "fft_mean",
-    "frac_key",
+    "fraction_key",
     "generate_rows",
     "judge_fid",
     "laplacian_variance",

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from lcgan_lightning.constants import CLASS_NAMES, NUM_CLASSES
+from lcgan_lightning.data.splits import fraction_key
 from lcgan_lightning.selection import quality, realism, rule
 from lcgan_lightning.visual import CLASS_COLORS
 
@@ -78,10 +79,6 @@ def resolve_device(device: str | None) -> str:
     return str(device)
 
 
-def frac_key(fraction: float) -> str:
-    """The key of a fraction in splits.json / selected.json ("0.025", "0.1", "1.0")."""
-    return repr(float(fraction))
-
 
 def row_seed(seed: int, row: int) -> int:
     """Seed of one generated image: independent of batch size and of the other rows."""
@@ -119,7 +116,7 @@ class Candidate:
     @property
     def name(self) -> str:
         """Display name, e.g. 'frac=0.1/epochs=50'."""
-        return f"frac={frac_key(self.fraction)}/epochs={self.epochs}"
+        return f"frac={fraction_key(self.fraction)}/epochs={self.epochs}"
 
 
 _FRAC_RE = re.compile(r"frac=([0-9.eE+-]+)")
@@ -390,8 +387,8 @@ def score_candidates(
         r["sharpness_match"] = -abs(math.log(r["sharpness_ratio"])) if r["sharpness_ratio"] else None
     cfg = realism_cfg or realism.RealismConfig(seed=seed)
     real_pool = torch.as_tensor(eval_set.real_pool)
-    for fkey in sorted({frac_key(r["fraction"]) for r in rows}, key=float):
-        group = [r for r in rows if frac_key(r["fraction"]) == fkey]
+    for fkey in sorted({fraction_key(r["fraction"]) for r in rows}, key=float):
+        group = [r for r in rows if fraction_key(r["fraction"]) == fkey]
         try:
             _, res = realism.train_and_score(real_pool, {r["name"]: images[r["name"]].float() for r in group}, cfg)
         except ValueError as err:  # too few images: recorded, and the rule then ignores realism
@@ -414,8 +411,8 @@ def select_per_fraction(rows: Sequence[Mapping[str, Any]], rule_name: str = "mea
     """Apply the selection rule within each fraction. Returns (selected.json content, rule figure per row)."""
     selected: dict[str, Any] = {}
     figures: dict[str, list[float]] = {}
-    for fkey in sorted({frac_key(r["fraction"]) for r in rows}, key=float):
-        group = [r for r in rows if frac_key(r["fraction"]) == fkey]
+    for fkey in sorted({fraction_key(r["fraction"]) for r in rows}, key=float):
+        group = [r for r in rows if fraction_key(r["fraction"]) == fkey]
         best, reason, fig = rule.select(group, rule_name, weights)
         figures[fkey] = fig
         w = group[best]
@@ -514,7 +511,7 @@ def run_scoring(
     )
     selected, figures = select_per_fraction(rows, rule_name, weights)
     for fkey, figs in figures.items():
-        group = [r for r in rows if frac_key(r["fraction"]) == fkey]
+        group = [r for r in rows if fraction_key(r["fraction"]) == fkey]
         for r, f in zip(group, figs, strict=True):
             r["rule_figure"] = f
             r["selected"] = r["checkpoint"] == selected[fkey]["checkpoint"]
@@ -522,7 +519,7 @@ def run_scoring(
     sheets = {}
     n = min(sheet_columns, len(eval_set.masks))
     for fkey in selected:
-        group = sorted([r for r in rows if frac_key(r["fraction"]) == fkey], key=lambda r: r["epochs"])
+        group = sorted([r for r in rows if fraction_key(r["fraction"]) == fkey], key=lambda r: r["epochs"])
         sheet_rows = [(f"{r['epochs']} ep" + (" *" if r["selected"] else ""), images[r["name"]][:n].float().numpy()) for r in group]
         path = contact_sheet(sheets_dir / f"contact_sheet_frac={fkey}.png", eval_set.masks[:n], eval_set.images[:n],
                              sheet_rows, title=f"fraction {fkey}: rows = epochs (* = selected)")
