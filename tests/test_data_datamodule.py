@@ -120,8 +120,12 @@ def test_works_with_lightning_trainer(root, tmp_path):
     dm = CTSliceDataModule(root=root, image_size=32, batch_size=4, cache_dir=tmp_path / "cache")
     trainer = pl.Trainer(fast_dev_run=2, accelerator="cpu", logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False)
-    trainer.fit(_TinyModel(), datamodule=dm)
-    assert dm.train_slices is not None
+    model = _TinyModel()
+    before = model.conv.weight.detach().clone()
+    trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == 2  # two training batches went through the datamodule's loader
+    assert not torch.equal(before, model.conv.weight)
+    assert "val_loss" in trainer.callback_metrics
 
 
 @pytest.mark.parametrize("name", ["bhsd", "ctich", "folder", "phantom"])

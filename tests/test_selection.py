@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
+from lcgan_lightning.data.slices import SliceSet
 from lcgan_lightning.selection import quality, realism, rule, score
 
 # ----------------------------------------------------------------------------- stand-ins
@@ -61,33 +61,6 @@ class FakeJudge:
         return F.adaptive_avg_pool2d(images.float(), 4).flatten(1)
 
 
-@dataclass
-class MemSlices:
-    """Duck-typed SliceSet held in memory."""
-
-    images: np.ndarray
-    masks: np.ndarray
-    patients: np.ndarray
-    volumes: np.ndarray
-    slice_index: np.ndarray
-    skipped: list = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.masks)
-
-    def select(self, idx) -> MemSlices:
-        return MemSlices(self.images[idx], self.masks[idx], self.patients[idx], self.volumes[idx], self.slice_index[idx])
-
-    def for_patients(self, ids) -> MemSlices:
-        return self.select(np.isin(self.patients, list(ids)))
-
-
-try:  # the project's SliceSet when the data layer is there, else the stand-in above
-    from lcgan_lightning.data.slices import SliceSet as _SliceSet
-except ImportError:  # pragma: no cover
-    _SliceSet = MemSlices
-
-
 def make_slices(n: int = 12, size: int = 32, seed: int = 0, patients: int = 3):
     rng = np.random.default_rng(seed)
     masks = np.zeros((n, size, size), np.uint8)
@@ -96,7 +69,7 @@ def make_slices(n: int = 12, size: int = 32, seed: int = 0, patients: int = 3):
             masks[i][_disk(size, rng.uniform(10, 22), rng.uniform(10, 22), rng.uniform(3, 6))] = 1
     real = FakeGenerator(size, blur=0.6, noise=0.03).generate(torch.as_tensor(masks).long(), seed=10_000 + seed)
     pats = np.array([f"p{i % patients}" for i in range(n)])
-    return _SliceSet(real[:, 0].numpy().astype(np.float16), masks, pats, np.array([f"v{p}" for p in pats]),
+    return SliceSet(real[:, 0].numpy().astype(np.float16), masks, pats, np.array([f"v{p}" for p in pats]),
                      np.arange(n, dtype=np.int32))
 
 

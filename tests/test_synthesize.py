@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
 
+from lcgan_lightning.data.slices import SliceSet
 from lcgan_lightning.synthesize import (
     generate_set,
     regenerate_from_manifest,
@@ -35,29 +35,11 @@ def _loader(path: str) -> NoisyGenerator:
     return NoisyGenerator()
 
 
-@dataclass
-class MemSlices:
-    images: np.ndarray
-    masks: np.ndarray
-    patients: np.ndarray
-    volumes: np.ndarray
-    slice_index: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.masks)
-
-    def select(self, idx):
-        return MemSlices(self.images[idx], self.masks[idx], self.patients[idx], self.volumes[idx], self.slice_index[idx])
-
-    def for_patients(self, ids):
-        return self.select(np.isin(self.patients, list(ids)))
-
-
-def _slices(n: int = 10) -> MemSlices:
+def _slices(n: int = 10) -> SliceSet:
     rng = np.random.default_rng(0)
     masks = rng.integers(0, 6, size=(n, 16, 16)).astype(np.uint8)
     pats = np.array([f"p{i % 5}" for i in range(n)])
-    return MemSlices(np.zeros((n, 16, 16), np.float16), masks, pats, np.array([f"{p}_s0" for p in pats]),
+    return SliceSet(np.zeros((n, 16, 16), np.float16), masks, pats, np.array([f"{p}_s0" for p in pats]),
                      np.arange(n, dtype=np.int32) // 5)
 
 
