@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 def _wandb_group() -> str | None:
@@ -38,7 +38,7 @@ def register_resolvers() -> None:
 
 def to_plain(cfg: DictConfig | Any) -> Any:
     """Resolved plain-Python copy of a config (for JSON, hparams and checkpoints)."""
-    if isinstance(cfg, DictConfig):
+    if isinstance(cfg, (DictConfig, ListConfig)):
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     return cfg
 

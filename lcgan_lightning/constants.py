@@ -18,6 +18,10 @@ CTICH_SUBTYPE_TO_OURS: dict[str, int] = {
     "Subdural": 5,
 }
 
+# Training-set variants of the segmenter (data.augment): originals only, + synthetic CTs,
+# + one traditionally augmented copy, + both.
+AUGMENT_CHOICES: tuple[str, ...] = ("none", "gan", "traditional", "both")
+
 # Stored 12-bit range and the offset real BHSD uses (uint16 stored = HU + 1024).
 HU_MIN, HU_MAX = -1024, 3071
 UINT16_HU_OFFSET = 1024

@@ -86,10 +86,14 @@ def class_dice(pred: np.ndarray, true: np.ndarray, num_classes: int = NUM_CLASSE
     return out
 
 
+def dsc_of_class_dice(d: np.ndarray) -> float:
+    """Per-image DSC from its class Dice values: mean over present classes, 1.0 if none is present."""
+    return 1.0 if np.all(np.isnan(d)) else float(np.nanmean(d))
+
+
 def image_dsc(pred: np.ndarray, true: np.ndarray, num_classes: int = NUM_CLASSES) -> float:
     """Per-image DSC: mean Dice over lesion classes present in prediction or truth (1.0 if none)."""
-    d = class_dice(pred, true, num_classes)
-    return 1.0 if np.all(np.isnan(d)) else float(np.nanmean(d))
+    return dsc_of_class_dice(class_dice(pred, true, num_classes))
 
 
 def detection_counts(
@@ -155,9 +159,11 @@ def compute_metrics(
 def to_json_safe(obj: Any) -> Any:
     """Replace NaN/inf floats by None (JSON null), recursively."""
     if isinstance(obj, dict):
-        return {k: to_json_safe(v) for k, v in obj.items()}
+        return {str(k): to_json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
@@ -230,7 +236,7 @@ class SegmentationMetrics(Metric):
         for pi, ti in zip(p, t, strict=True):
             d = class_dice(pi, ti, self.num_classes)
             present = ~np.isnan(d)
-            dsc_sum += 1.0 if not present.any() else float(d[present].mean())
+            dsc_sum += dsc_of_class_dice(d)
             class_sum += np.where(present, d, 0.0)
             class_n += present
             counts += detection_counts(pi, ti, self.min_dsc, area)

@@ -35,7 +35,6 @@ from lcgan_lightning.data.splits import fraction_key
 
 log = logging.getLogger(__name__)
 
-AUGMENTS = ("none", "gan", "traditional", "both")
 STAGES = ("data", "judge", "gan", "select", "synthesize", "seg", "report")
 
 

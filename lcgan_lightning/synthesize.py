@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from lcgan_lightning.data.splits import fraction_key
+from lcgan_lightning.data.augment_sets import SYNTHETIC_FORMAT
+from lcgan_lightning.data.splits import training_patients
 from lcgan_lightning.selection.score import generate_rows, row_seed
 
 log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 # the synthetic-set format the segmenter's data.augment=gan reads (lcgan_lightning.data.augment_sets)
-SYNTHETIC_FORMAT = "lcgan-synthetic-v1"
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -204,11 +204,4 @@ def load_all_slices(data_cfg: Any) -> Any:
 def training_slices(dm: Any, fraction: float, splits: dict | None = None) -> Any:
     """Training slices of `fraction` (1.0 = all training patients), from `splits` or the datamodule's own."""
     splits = dm.splits if splits is None else splits
-    if float(fraction) == 1.0:
-        ids = splits["train"]
-    else:
-        key = fraction_key(fraction)
-        if key not in splits.get("subsets", {}):
-            raise ValueError(f"fraction {fraction} has no subset in the splits (have {sorted(splits.get('subsets', {}))})")
-        ids = splits["subsets"][key]
-    return dm.slices.for_patients(ids)
+    return dm.slices.for_patients(training_patients(splits, fraction))

@@ -22,6 +22,13 @@ CLASS_COLORS: np.ndarray = np.array(
 assert len(CLASS_COLORS) == len(CLASS_NAMES)
 
 
+def to_uint8(image) -> np.ndarray:
+    """Grey image in [-1,1] (numpy or torch, [H,W] or any shape) -> uint8 in [0,255]."""
+    if hasattr(image, "detach"):
+        image = image.detach().float().cpu().numpy()
+    return np.round((np.clip(np.asarray(image, dtype=np.float32), -1, 1) + 1) * 127.5).astype(np.uint8)
+
+
 def mask_to_rgb(mask: np.ndarray) -> np.ndarray:
     """Class-index mask [H,W] -> uint8 RGB [H,W,3] in the class colours."""
     return CLASS_COLORS[np.clip(np.asarray(mask, dtype=np.int64), 0, len(CLASS_COLORS) - 1)]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lcgan_lightning.data.slices import SliceSet
+from lcgan_lightning.data.validation import DatasetError
 from lcgan_lightning.synthesize import (
     generate_set,
     regenerate_from_manifest,
@@ -95,12 +96,14 @@ def test_training_slices_of_a_fraction_and_errors(tmp_path, ckpt):
     class DM:
         slices = _slices()
         splits = {"train": ["p0", "p1", "p2"], "val": ["p3"], "test": ["p4"],
-                  "subsets": {"0.025": ["p0"], "0.1": ["p0", "p1"]}}
+                  "subsets": {"0.025": ["p0"], "0.1": ["p0"], "0.25": ["p0"]}}
 
-    assert sorted(set(training_slices(DM, 0.1).patients)) == ["p0", "p1"]
+    # the datamodule's prefix rule: max(1, round(f * 3)) of the ordered training patients
+    assert sorted(set(training_slices(DM, 0.1).patients)) == ["p0"]
+    assert sorted(set(training_slices(DM, 0.5).patients)) == ["p0", "p1"]
     assert sorted(set(training_slices(DM, 1.0).patients)) == ["p0", "p1", "p2"]
-    with pytest.raises(ValueError, match="0.25"):
-        training_slices(DM, 0.25)
+    with pytest.raises(DatasetError, match="fraction selects no patient"):
+        training_slices(DM, 1.5)
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         synthesize(tmp_path / "nope.ckpt", DM.slices, tmp_path / "o", 0.1, load_generator=_loader)
     with pytest.raises(ValueError, match="nothing to synthesize"):

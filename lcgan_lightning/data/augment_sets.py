@@ -41,11 +41,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lcgan_lightning.constants import AUGMENT_CHOICES
 from lcgan_lightning.data.slices import SliceDataset, SliceSet
 
 log = logging.getLogger(__name__)
 
-AUGMENT_CHOICES = ("none", "gan", "traditional", "both")
 SYNTHETIC_FORMAT = "lcgan-synthetic-v1"
 SYNTHETIC_FILES = ("images.npy", "masks.npy", "manifest.json")
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from lcgan_lightning.constants import LESION_CLASSES, NUM_CLASSES
+from lcgan_lightning.config import to_plain
+from lcgan_lightning.constants import AUGMENT_CHOICES, LESION_CLASSES, NUM_CLASSES
 from lcgan_lightning.data.slices import SliceDataset, SliceSet, collate_slices, load_slices
 from lcgan_lightning.data.splits import (
     DEFAULT_SUBSETS,
@@ -27,14 +27,6 @@ from lcgan_lightning.data.splits import (
 from lcgan_lightning.data.validation import DatasetError, check_known_keys
 
 PHANTOM_KEYS = ("generate", "num_patients", "seed", "image_size", "num_slices")
-AUGMENT_CHOICES = ("none", "gan", "traditional", "both")
-
-
-def _plain(value: Any) -> Any:
-    """OmegaConf containers -> plain Python (other values unchanged)."""
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
 
 
 def ensure_phantom(root: Path, phantom: Mapping[str, Any]) -> Path:
@@ -119,7 +111,7 @@ class CTSliceDataModule(pl.LightningDataModule):
         check_known_keys(unknown, valid, "data")
         if root is None:
             raise DatasetError("data.root: not set (the dataset folder)")
-        phantom = _plain(phantom)
+        phantom = to_plain(phantom)
         if phantom is not None:
             check_known_keys(phantom, PHANTOM_KEYS, "data.phantom")
         if not 0.0 < float(fraction) <= 1.0:
@@ -134,10 +126,10 @@ class CTSliceDataModule(pl.LightningDataModule):
         self.eval_batch_size = int(eval_batch_size or batch_size)
         self.num_workers = int(num_workers)
         self.pin_memory = bool(pin_memory)
-        self.window = _plain(window)
+        self.window = to_plain(window)
         self.lesion_only = bool(lesion_only)
         self.val_ratio, self.test_ratio = float(val_ratio), float(test_ratio)
-        self.subsets = [float(f) for f in _plain(subsets)]
+        self.subsets = [float(f) for f in to_plain(subsets)]
         self.seed = int(seed)
         self.sample_seed = self.seed if sample_seed is None else int(sample_seed)
         self.augment = augment
@@ -146,12 +138,12 @@ class CTSliceDataModule(pl.LightningDataModule):
         self.augment_online = bool(augment_online)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.splits_path = None if splits_path is None else Path(splits_path)
-        self.label_map = _plain(label_map)
+        self.label_map = to_plain(label_map)
         self.multi_label_slices = multi_label_slices
         self.hu_offset = hu_offset
         self.phantom = phantom
         self.num_classes = NUM_CLASSES
-        self.save_hyperparameters({k: _plain(v) if not isinstance(v, Path) else str(v)
+        self.save_hyperparameters({k: to_plain(v) if not isinstance(v, Path) else str(v)
                                    for k, v in self._config().items()})
         self.slices: SliceSet | None = None
         self.splits: dict | None = None

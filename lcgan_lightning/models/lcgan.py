@@ -33,7 +33,7 @@ from lcgan_lightning.models.generator import (
     masks_to_onehot,
     sample_images,
 )
-from lcgan_lightning.visual import mask_to_rgb
+from lcgan_lightning.visual import mask_to_rgb, to_uint8
 
 LR_POLICIES = ("constant", "linear")
 # logged as train/<name>_step (every log_every_n_steps) and train/<name>_epoch (epoch mean)
@@ -336,11 +336,6 @@ class LcGAN(pl.LightningModule):
 
 
 # ---- image panels ----------------------------------------------------------------------------
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """[-1,1] grey image [H,W] -> uint8 [H,W]."""
-    return ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-
-
 def make_panel(rows: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], min_tile: int = 128) -> np.ndarray:
     """One row per sample: mask (palette colours) | real | generated, tiles upscaled to >= min_tile px."""
     h = rows[0][0].shape[0]

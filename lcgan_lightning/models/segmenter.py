@@ -10,7 +10,6 @@ see :mod:`lcgan_lightning.metrics`), which the built-in ModelCheckpoint monitors
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,13 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
+from lcgan_lightning.config import to_plain
 from lcgan_lightning.constants import CLASS_NAMES, LESION_CLASSES, NUM_CLASSES
-from lcgan_lightning.metrics import SegmentationMetrics, compute_metrics, to_json_safe
+from lcgan_lightning.metrics import SegmentationMetrics, compute_metrics, write_metrics_json
 from lcgan_lightning.models.fcn8s import FCN8s, load_vgg16_imagenet
-from lcgan_lightning.visual import overlay
+from lcgan_lightning.visual import overlay, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +111,6 @@ def build_net(
     raise ValueError(f"unknown segmenter arch {arch!r}; choose one of {ARCHS} or give net._target_")
 
 
-def _plain(value: Any) -> Any:
-    return (
-        OmegaConf.to_container(value, resolve=True)
-        if isinstance(value, (DictConfig, ListConfig))
-        else value
-    )
-
-
 class Segmenter(pl.LightningModule):
     """Segments 1-channel CT slices into our 6 classes; logs the paper's metrics.
 
@@ -147,8 +138,8 @@ class Segmenter(pl.LightningModule):
         overlay_every_n_epochs: int = 1,
     ) -> None:
         super().__init__()
-        net = _plain(net)
-        class_weights = _plain(class_weights)
+        net = to_plain(net)
+        class_weights = to_plain(class_weights)
         if loss not in ("ce", "dice_ce"):
             raise ValueError(f"loss must be 'ce' or 'dice_ce', got {loss!r}")
         if optimizer not in ("adam", "sgd"):
@@ -304,7 +295,7 @@ class Segmenter(pl.LightningModule):
 
     # ---- overlays ------------------------------------------------------------------------
     def _log_overlays(self, image: torch.Tensor, true: torch.Tensor, pred: torch.Tensor) -> None:
-        grey = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+        grey = to_uint8(image)
         wandb_loggers = [lg for lg in self.loggers if isinstance(lg, pl.loggers.WandbLogger)]
         if wandb_loggers:
             import wandb
@@ -400,9 +391,7 @@ class Segmenter(pl.LightningModule):
             self.run_dir.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(self.run_dir / "predictions.npz", **arrays)
             result = {**metrics, "train_set_size": self.train_set_size}
-            (self.run_dir / "test_metrics.json").write_text(
-                json.dumps(to_json_safe(result), indent=2) + "\n"
-            )
+            write_metrics_json(result, self.run_dir / "test_metrics.json")
             log.info(
                 "test metrics: dsc %.4f precision %.4f recall %.4f -> %s",
                 metrics["dsc"],

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from lcgan_lightning.constants import CLASS_NAMES, NUM_CLASSES
 from lcgan_lightning.data.splits import fraction_key
+from lcgan_lightning.metrics import to_json_safe
 from lcgan_lightning.selection import quality, realism, rule
 from lcgan_lightning.visual import CLASS_COLORS
 
@@ -469,18 +470,6 @@ def contact_sheet(path: str | Path, masks: np.ndarray, real: np.ndarray, rows: S
 
 
 # --------------------------------------------------------------------------- driver
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def run_scoring(
     candidates: Sequence[Candidate],
     eval_set: EvalSet,
@@ -538,6 +527,6 @@ def run_scoring(
         "selected": selected,
         "contact_sheets": sheets,
     }
-    (out_dir / "scores.json").write_text(json.dumps(_json_safe(scores), indent=2) + "\n")
-    (out_dir / "selected.json").write_text(json.dumps(_json_safe(selected), indent=2) + "\n")
+    (out_dir / "scores.json").write_text(json.dumps(to_json_safe(scores), indent=2) + "\n")
+    (out_dir / "selected.json").write_text(json.dumps(to_json_safe(selected), indent=2) + "\n")
     return selected
