@@ -38,10 +38,10 @@ clean:  ## remove caches and run outputs (keeps .venv and data/)
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 run: install  ## the whole experiment at smoke scale on the built-in phantom (CPU, < 15 min)
-	$(VENV)/bin/lcgan-pipeline experiment=smoke hydra.run.dir=$(RUN_DIR) $(ARGS)
+	$(VENV)/bin/lcgan-pipeline scale=smoke hydra.run.dir=$(RUN_DIR) $(ARGS)
 
 paper: install  ## the paper's protocol at 256² (GPUs; one GPU per job via Ray)
-	$(VENV)/bin/lcgan-pipeline experiment=paper hydra.run.dir=runs/paper $(ARGS)
+	$(VENV)/bin/lcgan-pipeline scale=paper hydra.run.dir=runs/paper $(ARGS)
 
 report: install  ## rewrite the report of RUN_DIR (default runs/smoke)
 	$(VENV)/bin/lcgan-report run_dir=$(RUN_DIR)

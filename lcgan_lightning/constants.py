@@ -1,6 +1,6 @@
 """Class order, dataset label maps and intensity windows shared by every stage."""
 
-# Our class order, everywhere (DESIGN.md): index = label value.
+# Our class order, everywhere: index = label value.
 CLASS_NAMES: tuple[str, ...] = ("background", "IPH", "IVH", "SAH", "EDH", "SDH")
 LESION_CLASSES: tuple[str, ...] = CLASS_NAMES[1:]
 NUM_CLASSES = len(CLASS_NAMES)

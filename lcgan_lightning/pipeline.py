@@ -1,15 +1,9 @@
 """The whole experiment of the paper (Fig. 4) as a sequence of stages under one run dir.
 
 Each stage runs one of the project's Hydra apps in a subprocess (sweeps as Hydra multiruns
-through the configured launcher) and writes to its fixed place under the run dir:
-
-    data/inspect.json, splits.json       data and splits
-    judge/                               segmenter on 100 % of train (FCN score judge, "full" row)
-    gan/frac=F/epochs=E/                 LcGAN sweep
-    scores.json, selected.json           scoring and selection (select/ holds the contact sheets)
-    synthetic/frac=F/                    synthetic set of the selected generator + manifest.json
-    seg/frac=F/aug=A/seed=S/             segmentation sweep
-    report.md, results.json, figures/    report
+through the configured launcher) and writes to its place in the run-folder layout
+(:class:`lcgan_lightning.layout.RunLayout`): data and splits, judge, GAN sweep, scores and
+selection, synthetic sets, segmentation sweep, report.
 
 A stage whose outputs exist is skipped; a training job whose run dir holds `train_result.json`
 is skipped and an interrupted one resumes from its `last.ckpt`. A failed job leaves `failed.json`
@@ -31,12 +25,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lcgan_lightning.data.splits import fraction_key
+from lcgan_lightning.layout import (
+    FAILED,
+    GAN_SUBDIR,
+    SEG_SUBDIR,
+    RunLayout,
+    fraction_key,
+    train_result,
+)
 
 log = logging.getLogger(__name__)
-
-STAGES = ("data", "judge", "gan", "select", "synthesize", "seg", "report")
-
 
 
 def quoted(value: object) -> str:
@@ -58,10 +56,13 @@ class Pipeline:
     python: str = sys.executable
     failures: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.layout = RunLayout(self.run_dir)
+
     # ------------------------------------------------------------------ plumbing
     @property
     def state_path(self) -> Path:
-        return self.run_dir / "pipeline_state.json"
+        return self.layout.state
 
     def _load_state(self) -> dict[str, Any]:
         return json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
@@ -82,20 +83,19 @@ class Pipeline:
         Every stage app gets `hydra.searchpath=[file://<run_dir>/conf] data=pipeline`, so all
         stages read the same data with the same split seed, whatever the training seed.
         """
-        conf_dir = self.run_dir / "conf" / "data"
-        conf_dir.mkdir(parents=True, exist_ok=True)
+        path = self.layout.data_config
+        path.parent.mkdir(parents=True, exist_ok=True)
         data = OmegaConf.to_container(self.cfg.data, resolve=True)
         for key in ("root", "cache_dir"):  # jobs may run in another cwd (Ray, SLURM)
             if data.get(key) is not None:
                 data[key] = str(Path(data[key]).resolve())
-        data["splits_path"] = str((self.run_dir / "splits.json").resolve())
+        data["splits_path"] = str(self.layout.splits.resolve())
         data["sample_seed"] = "${seed}"  # split seed frozen, sampling follows each job's seed
-        path = conf_dir / "pipeline.yaml"
         path.write_text(OmegaConf.to_yaml(OmegaConf.create(data)))
         return path
 
     def _common(self) -> list[str]:
-        return [f"hydra.searchpath=[{quoted('file://' + str((self.run_dir / 'conf').resolve()))}]", "data=pipeline"]
+        return [f"hydra.searchpath=[{quoted('file://' + str(self.layout.conf_dir.resolve()))}]", "data=pipeline"]
 
     def _run_app(self, module: str, args: Sequence[str], multirun: bool = False) -> None:
         cmd = [self.python, "-m", module, *(["-m"] if multirun else []), *self._common(), *args]
@@ -121,10 +121,10 @@ class Pipeline:
         """Run dirs that did not finish; their failures are recorded by name."""
         missing = []
         for d in run_dirs:
-            if (d / "train_result.json").exists():
+            if train_result(d).exists():
                 continue
             missing.append(d)
-            failed = d / "failed.json"
+            failed = d / FAILED
             reason = json.loads(failed.read_text())["error"] if failed.exists() else "no result"
             self.failures.append(f"{stage}: {d.relative_to(self.run_dir)}: {reason}")
         return missing
@@ -151,26 +151,34 @@ class Pipeline:
     def fractions(self) -> list[float]:
         return [float(f) for f in self.cfg.fractions]
 
+    def gan_run_epochs(self) -> list[int]:
+        """Epoch counts of the GAN runs: one run of the longest with a constant LR, else one per count."""
+        epochs = [int(e) for e in self.cfg.gan.epochs]
+        return [max(epochs)] if self.cfg.gan.lr_policy == "constant" else epochs
+
     def gan_dirs(self) -> list[Path]:
-        epochs = list(self.cfg.gan.epochs)
-        per_run = [max(epochs)] if self.cfg.gan.lr_policy == "constant" else epochs
-        return [self.run_dir / "gan" / f"frac={f}" / f"epochs={e}" for f in self.fractions() for e in per_run]
+        return [self.layout.gan_dir(f, e) for f in self.fractions() for e in self.gan_run_epochs()]
+
+    def candidates(self) -> list[dict[str, Any]]:
+        """Every candidate generator: with a constant LR the per-epoch checkpoints of each fraction's run,
+        else the final checkpoint of each run."""
+        out = []
+        for f in self.fractions():
+            for e in sorted(int(e) for e in self.cfg.gan.epochs):
+                run = max(self.gan_run_epochs()) if self.cfg.gan.lr_policy == "constant" else e
+                out.append({"checkpoint": str(self.layout.candidate_ckpt(f, run, e)), "fraction": f, "epochs": e})
+        return out
 
     def seg_dirs(self) -> list[Path]:
-        return [
-            self.run_dir / "seg" / f"frac={f}" / f"aug={a}" / f"seed={s}"
-            for f in self.fractions()
-            for a in self.cfg.augments
-            for s in self.cfg.seeds
-        ]
+        return [self.layout.seg_dir(f, a, s) for f in self.fractions() for a in self.cfg.augments for s in self.cfg.seeds]
 
     def stage_data(self) -> bool:
         # data=pipeline carries splits_path=<run_dir>/splits.json: inspect writes the split there
-        self._run_app("lcgan_lightning.cli.inspect", [f"hydra.run.dir={quoted(self.run_dir / 'data')}"])
-        return (self.run_dir / "splits.json").exists()
+        self._run_app("lcgan_lightning.cli.inspect", [f"hydra.run.dir={quoted(self.layout.data_dir)}"])
+        return self.layout.splits.exists()
 
     def stage_judge(self) -> bool:
-        judge = self.run_dir / "judge"
+        judge = self.layout.judge_dir
         args = [
             f"model={self.cfg.seg.model}",
             "data.fraction=1.0",
@@ -186,7 +194,7 @@ class Pipeline:
         return not self._collect("judge", [judge])
 
     def judge_ckpt(self) -> str:
-        result = json.loads((self.run_dir / "judge" / "train_result.json").read_text())
+        result = json.loads(train_result(self.layout.judge_dir).read_text())
         return result["best_ckpt"] or result["last_ckpt"]
 
     def stage_gan(self) -> bool:
@@ -207,32 +215,31 @@ class Pipeline:
             "test=false",
             "task_name=gan",
             f"hydra/launcher={self.cfg.launcher}",
-            f"hydra.sweep.dir={quoted(self.run_dir / 'gan')}",
-            "hydra.sweep.subdir='frac=${data.fraction}/epochs=${trainer.max_epochs}'",
+            f"hydra.sweep.dir={quoted(self.layout.gan_sweep_dir)}",
+            f"hydra.sweep.subdir={quoted(GAN_SUBDIR)}",
             *self._train_args(self.cfg.gan),
         ]
         self._run_app("lcgan_lightning.cli.train", args, multirun=True)
         return not self._collect("gan", self.gan_dirs())
 
     def stage_select(self) -> bool:
+        self.layout.candidates.parent.mkdir(parents=True, exist_ok=True)
+        self.layout.candidates.write_text(json.dumps(self.candidates(), indent=2))
         args = [
-            f"candidates_dir={quoted(self.run_dir / 'gan')}",
+            f"candidates={quoted(self.layout.candidates)}",
             f"judge_ckpt={quoted(self.judge_ckpt())}",
             f"out_dir={quoted(self.run_dir)}",
             f"seed={self.cfg.seed}",
-            f"hydra.run.dir={quoted(self.run_dir / 'select')}",
+            f"hydra.run.dir={quoted(self.layout.select_dir)}",
             *list(self.cfg.select.get("overrides") or []),
         ]
         self._run_app("lcgan_lightning.cli.select", args)
-        return (self.run_dir / "selected.json").exists()
-
-    def synthetic_dir(self, fraction: float) -> Path:
-        return self.run_dir / "synthetic" / f"frac={fraction}"
+        return self.layout.selected.exists()
 
     def synthetic_is_current(self, fraction: float) -> bool:
         """The fraction's synthetic set exists and was made by the generator selected.json names."""
-        manifest = self.synthetic_dir(fraction) / "manifest.json"
-        selected = self.run_dir / "selected.json"
+        manifest = self.layout.synthetic_dir(fraction) / "manifest.json"
+        selected = self.layout.selected
         if not (manifest.exists() and selected.exists()):
             return False
         made_by = json.loads(manifest.read_text()).get("checkpoint")
@@ -243,9 +250,9 @@ class Pipeline:
         return False
 
     def stage_synthesize(self) -> bool:
-        selected = json.loads((self.run_dir / "selected.json").read_text())
+        selected = json.loads(self.layout.selected.read_text())
         for f in self.fractions():
-            out = self.synthetic_dir(f)
+            out = self.layout.synthetic_dir(f)
             checkpoint = selected[fraction_key(f)]["checkpoint"]
             if self.synthetic_is_current(f):
                 continue
@@ -267,12 +274,12 @@ class Pipeline:
             f"data.fraction={','.join(str(f) for f in self.fractions())}",
             f"data.augment={','.join(self.cfg.augments)}",
             f"seed={','.join(str(s) for s in self.cfg.seeds)}",
-            "data.synthetic_dir=" + quoted(f"{self.run_dir / 'synthetic'}/frac=${{data.fraction}}"),
+            "data.synthetic_dir=" + quoted(self.layout.synthetic_dir_pattern),
             f"trainer.max_epochs={self.cfg.seg.max_epochs}",
             "task_name=seg",
             f"hydra/launcher={self.cfg.launcher}",
-            f"hydra.sweep.dir={quoted(self.run_dir / 'seg')}",
-            "hydra.sweep.subdir='frac=${data.fraction}/aug=${data.augment}/seed=${seed}'",
+            f"hydra.sweep.dir={quoted(self.layout.seg_sweep_dir)}",
+            f"hydra.sweep.subdir={quoted(SEG_SUBDIR)}",
             *self._train_args(self.cfg.seg),
         ]
         self._run_app("lcgan_lightning.cli.train", args, multirun=True)
@@ -293,18 +300,19 @@ class Pipeline:
             state["last_invocation"] = {}
             self.state_path.write_text(json.dumps(state, indent=2))
         self.write_data_config()
-        (self.run_dir / "pipeline.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+        self.layout.pipeline_config.write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
         done = lambda *paths: all(p.exists() for p in paths)  # noqa: E731
-        self._stage("data", done(self.run_dir / "splits.json"), self.stage_data)
-        self._stage("judge", done(self.run_dir / "judge" / "train_result.json"), self.stage_judge)
-        self._stage("gan", done(*(d / "train_result.json" for d in self.gan_dirs())), self.stage_gan)
-        self._stage("select", done(self.run_dir / "scores.json", self.run_dir / "selected.json"), self.stage_select)
+        lay = self.layout
+        self._stage("data", done(lay.splits), self.stage_data)
+        self._stage("judge", done(train_result(lay.judge_dir)), self.stage_judge)
+        self._stage("gan", done(*(train_result(d) for d in self.gan_dirs())), self.stage_gan)
+        self._stage("select", done(lay.scores, lay.selected), self.stage_select)
         self._stage(
             "synthesize",
             all(self.synthetic_is_current(f) for f in self.fractions()),
             self.stage_synthesize,
         )
-        self._stage("seg", done(*(d / "train_result.json" for d in self.seg_dirs())), self.stage_seg)
+        self._stage("seg", done(*(train_result(d) for d in self.seg_dirs())), self.stage_seg)
         # the report is cheap and must reflect the newest files: always rewritten
         self._stage("report", False, self.stage_report)
-        return self.run_dir / "report.md"
+        return self.layout.report

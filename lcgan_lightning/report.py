@@ -1,22 +1,23 @@
 """Report of one pipeline run: paper Tables 1–3 and Fig. 7 from this run's files only.
 
-Reads (under the run dir): judge/test_metrics.json, seg/frac=F/aug=A/seed=S/test_metrics.json,
-selected.json, scores.json, pipeline_state.json, synthetic/frac=F/; writes results.json
-(schema in DESIGN.md), results_per_seed.json, report.md and figures/*.png.
+Reads (paths from `RunLayout`): the judge's and every segmentation run's test_metrics.json,
+selected.json, scores.json, pipeline_state.json and the synthetic sets' sample grids; writes
+results.json (schema in the README), results_per_seed.json, report.md and figures/*.png.
 """
 
 from __future__ import annotations
 
-import functools
 import json
+import shutil
 import statistics
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lcgan_lightning.constants import CLASS_NAMES, LESION_CLASSES
-from lcgan_lightning.data.splits import fraction_key
+from lcgan_lightning.constants import LESION_CLASSES
+from lcgan_lightning.layout import TEST_METRICS, RunLayout, fraction_key
+from lcgan_lightning.synthesize import SAMPLES
 
 # results.json names of the augmentation variants (config value -> key)
 VARIANTS: dict[str, str] = {"none": "original", "gan": "gan", "traditional": "traditional", "both": "both"}
@@ -80,7 +81,7 @@ def _float_or_none(value: Any) -> float | None:
 
 
 def _metrics(raw: dict[str, Any]) -> dict[str, Any]:
-    """The METRICS block of DESIGN.md from a test_metrics.json (extra keys dropped).
+    """The METRICS block of results.json (README) from a test_metrics.json (extra keys dropped).
 
     A class absent from both truth and prediction on the whole test set has no DSC: null.
     """
@@ -114,13 +115,14 @@ def collect_results(run_dir: Path, scale: str) -> tuple[dict[str, Any], dict[str
     `test_metrics.json` is an error naming every missing file, never a silently shorter table.
     """
     run_dir = Path(run_dir)
-    selected = _read_json(run_dir / "selected.json")
-    pipeline_cfg = _load_yaml(run_dir / "pipeline.yaml")
+    layout = RunLayout(run_dir)
+    selected = _read_json(layout.selected)
+    pipeline_cfg = _load_yaml(layout.pipeline_config)
     results: dict[str, Any] = {
         "scale": scale,
         "image_size": int(pipeline_cfg["data"]["image_size"]),
         "seed": int(pipeline_cfg["seed"]),
-        "full": _metrics(_read_json(run_dir / "judge" / "test_metrics.json")),
+        "full": _metrics(_read_json(layout.judge_dir / TEST_METRICS)),
         "fractions": {},
     }
     per_seed: dict[str, Any] = {}
@@ -133,7 +135,7 @@ def collect_results(run_dir: Path, scale: str) -> tuple[dict[str, Any], dict[str
             name = VARIANTS[aug]
             runs = {}
             for seed in pipeline_cfg["seeds"]:
-                path = run_dir / "seg" / f"frac={fraction}" / f"aug={aug}" / f"seed={seed}" / "test_metrics.json"
+                path = layout.seg_dir(fraction, aug, seed) / TEST_METRICS
                 if path.exists():
                     runs[f"seed={seed}"] = _metrics(_read_json(path))
                 else:
@@ -254,73 +256,18 @@ def _fig7(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _sample_grid(run_dir: Path, fkey: str, path: Path) -> bool:
-    """Mask | real | synthetic, one row per lesion class present in the synthetic set."""
-    syn_dir = run_dir / "synthetic" / f"frac={fkey}"
-    if not (syn_dir / "manifest.json").exists():
+def _sample_grid(layout: RunLayout, fraction: float, path: Path) -> bool:
+    """Copy the synthetic set's mask | real | synthetic grid (drawn by the synthesize stage) to `path`."""
+    grid = layout.synthetic_dir(fraction) / SAMPLES
+    if not grid.is_file():
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from lcgan_lightning.visual import mask_to_rgb
-
-    manifest = _read_json(syn_dir / "manifest.json")
-    images = np.load(syn_dir / "images.npy", mmap_mode="r")
-    masks = np.load(syn_dir / "masks.npy", mmap_mode="r")
-    real = _real_slices(run_dir, manifest["source"])
-    rows = []
-    for cls in range(1, len(CLASS_NAMES)):
-        areas = (masks == cls).reshape(len(masks), -1).sum(1)
-        if areas.max() > 0:
-            rows.append((CLASS_NAMES[cls], int(np.argmax(areas))))
-    if not rows:
-        return False
-    fig, axes = plt.subplots(len(rows), 3, figsize=(6.6, 2.2 * len(rows)), squeeze=False)
-    for (name, i), ax_row in zip(rows, axes, strict=True):
-        panels = [mask_to_rgb(masks[i]), real[i] if real is not None else None, images[i]]
-        for ax, img, title in zip(ax_row, panels, ("mask", "real", "synthetic"), strict=True):
-            ax.axis("off")
-            if img is None:
-                continue
-            ax.imshow(img, cmap=None if img.ndim == 3 else "gray", vmin=-1, vmax=1)
-            ax.set_title(f"{name}: {title}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    shutil.copyfile(grid, path)
     return True
 
 
-@functools.lru_cache(maxsize=2)
-def _run_slices(run_dir: Path):
-    """All slices of a run's dataset, via its frozen data config (read once per report)."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    data_cfg = run_dir / "conf" / "data" / "pipeline.yaml"
-    if not data_cfg.exists():
-        return None
-    cfg = OmegaConf.load(data_cfg)
-    cfg.sample_seed = 0  # `${seed}` of the training jobs; reading slices does not sample
-    dm = instantiate(cfg)
-    dm.setup("fit")
-    return dm.slices
-
-
-def _real_slices(run_dir: Path, source: list[dict[str, Any]]) -> np.ndarray | None:
-    """The real slices a synthetic set was generated from."""
-    slices = _run_slices(Path(run_dir).resolve())
-    if slices is None:
-        return None
-    index = {(str(v), int(s)): i for i, (v, s) in enumerate(zip(slices.volumes, slices.slice_index, strict=True))}
-    rows = [index[(str(r["volume"]), int(r["slice"]))] for r in source]
-    return np.asarray(slices.images[rows], dtype=np.float32)
-
-
-def _selection_table(run_dir: Path) -> list[str]:
-    scores = _read_json(run_dir / "scores.json")
-    selected = _read_json(run_dir / "selected.json")
+def _selection_table(layout: RunLayout) -> list[str]:
+    scores = _read_json(layout.scores)
+    selected = _read_json(layout.selected)
     cands = scores.get("candidates", [])
     cols = ["fraction", "epochs", "fcn_score", "sharpness", "fft_mean", "fooled_0.1", "fooled_0.5"]
     lines = ["## Generator selection", ""]
@@ -347,11 +294,12 @@ def _selection_table(run_dir: Path) -> list[str]:
 def write_report(run_dir: Path, scale: str = "custom") -> Path:
     """Write results.json, results_per_seed.json, report.md and figures/ for a finished run."""
     run_dir = Path(run_dir)
-    figures = run_dir / "figures"
+    layout = RunLayout(run_dir)
+    figures = layout.figures_dir
     figures.mkdir(exist_ok=True)
     results, per_seed, std = collect_results(run_dir, scale)
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
-    (run_dir / "results_per_seed.json").write_text(json.dumps({"per_seed": per_seed, "std": std}, indent=2))
+    layout.results.write_text(json.dumps(results, indent=2))
+    layout.results_per_seed.write_text(json.dumps({"per_seed": per_seed, "std": std}, indent=2))
 
     seeds = sorted({s for f in per_seed.values() for v in f.values() for s in v})
     lines = [
@@ -373,15 +321,15 @@ def write_report(run_dir: Path, scale: str = "custom") -> Path:
     lines += ["## Samples — mask | real | synthetic (selected generator)", ""]
     for fkey in results["fractions"]:
         name = f"samples_frac={fkey}.png"
-        if _sample_grid(run_dir, fkey, figures / name):
+        if _sample_grid(layout, float(fkey), figures / name):
             lines += [f"**{float(fkey) * 100:g} %**", "", f"![samples {fkey}](figures/{name})", ""]
-    lines += _selection_table(run_dir)
-    state_file = run_dir / "pipeline_state.json"
+    lines += _selection_table(layout)
+    state_file = layout.state
     state = _read_json(state_file).get("stages", {}) if state_file.exists() else {}
     if state:
         lines += ["## Run time per stage", "", "| stage | status | wall (s) |", "|---|---|---|"]
         lines += [f"| {k} | {v['status']} | {v['wall_s']:.1f} |" for k, v in state.items()]
         lines.append("")
-    path = run_dir / "report.md"
+    path = layout.report
     path.write_text("\n".join(lines))
     return path

@@ -7,14 +7,14 @@ import pytest
 import torch
 from torch.utils.data import ConcatDataset
 
-import lcgan_lightning.models.lcgan as lcgan_module
-from lcgan_lightning.data.augment_sets import (
+import lcgan_lightning.models.generation as generation_module
+from lcgan_lightning.data.augment_sets import build_extra_train_sets
+from lcgan_lightning.data.slices import SliceDataset, SliceSet
+from lcgan_lightning.data.synthetic_set import (
     SyntheticSetError,
-    build_extra_train_sets,
     read_synthetic_set,
     write_synthetic_set,
 )
-from lcgan_lightning.data.slices import SliceDataset, SliceSet
 
 
 def make_slices(n: int = 6, size: int = 32, seed: int = 0) -> SliceSet:
@@ -133,12 +133,13 @@ class FakeGenerator:
 
 
 def test_gan_generated_in_memory_from_checkpoint(monkeypatch, tmp_path):
-    from lcgan_lightning.selection.score import row_seed
+    from lcgan_lightning.models.generation import checkpoint_image_source, row_seed
 
     s = make_slices(n=5)
     fake = FakeGenerator()
-    monkeypatch.setattr(lcgan_module, "load_generator", lambda path, map_location="cpu": fake)
-    (gan,) = build_extra_train_sets("gan", s, generator_ckpt=tmp_path / "g.ckpt", seed=7)
+    monkeypatch.setattr(generation_module, "load_generator", lambda path, map_location="cpu": fake)
+    source = checkpoint_image_source(tmp_path / "g.ckpt")
+    (gan,) = build_extra_train_sets("gan", s, image_source=source, seed=7)
     # one mask per call with lcgan-synthesize's per-row seeds, dropout on
     assert fake.calls == [(1, row_seed(7, i), True) for i in range(5)]
     assert len(gan) == 5
@@ -146,8 +147,8 @@ def test_gan_generated_in_memory_from_checkpoint(monkeypatch, tmp_path):
     assert torch.equal(gan[3]["image"][0], expected)
     assert not list(tmp_path.iterdir())  # nothing written
     fake.image_size = 64
-    with pytest.raises(SyntheticSetError, match="generator makes 64² images"):
-        build_extra_train_sets("gan", s, generator_ckpt=tmp_path / "g.ckpt")
+    with pytest.raises(ValueError, match="generator makes 64² images"):
+        build_extra_train_sets("gan", s, image_source=source)
 
 
 def test_gan_generated_from_a_real_lcgan_checkpoint(tmp_path):
@@ -170,16 +171,19 @@ def test_gan_generated_from_a_real_lcgan_checkpoint(tmp_path):
     trainer.fit(gan, DataLoader(SliceDataset(s), batch_size=2))
     ckpt = tmp_path / "gan.ckpt"
     trainer.save_checkpoint(ckpt)
-    (a,) = build_extra_train_sets("gan", s, generator_ckpt=ckpt, seed=5)
-    (b,) = build_extra_train_sets("gan", s, generator_ckpt=ckpt, seed=5)
+    from lcgan_lightning.models.generation import (
+        checkpoint_image_source,
+        generate_set,
+        load_generator,
+    )
+
+    (a,) = build_extra_train_sets("gan", s, image_source=checkpoint_image_source(ckpt), seed=5)
+    (b,) = build_extra_train_sets("gan", s, image_source=checkpoint_image_source(ckpt), seed=5)
     assert len(a) == 4
     img = a[0]["image"]
     assert img.shape == (1, 32, 32) and img.min() >= -1 and img.max() <= 1
     assert torch.equal(img, b[0]["image"])  # same seed -> same synthetic set
     assert torch.equal(a[3]["mask"], torch.as_tensor(s.masks[3], dtype=torch.int64))
     # in memory == what lcgan-synthesize writes for the same checkpoint and seed
-    from lcgan_lightning.models.lcgan import load_generator
-    from lcgan_lightning.synthesize import generate_set
-
     on_disk = generate_set(load_generator(ckpt), s.masks, 5)
     assert np.array_equal(a.slices.images, on_disk)

@@ -1,4 +1,4 @@
-"""lcgan-inspect: inspect.json has exactly the DESIGN.md schema and the split the seed gives."""
+"""lcgan-inspect: inspect.json has exactly the documented schema and the split the seed gives."""
 
 import json
 import subprocess

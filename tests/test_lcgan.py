@@ -13,7 +13,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from lcgan_lightning.models.callbacks import make_panel
 from lcgan_lightning.models.discriminator import PatchDiscriminator, patch_receptive_field
+from lcgan_lightning.models.generation import load_generator
 from lcgan_lightning.models.generator import (
     PALETTE_RGB,
     UNetGenerator,
@@ -21,13 +23,8 @@ from lcgan_lightning.models.generator import (
     masks_to_onehot,
     sample_images,
 )
-from lcgan_lightning.models.lcgan import (
-    LcGAN,
-    discriminator_loss,
-    generator_loss,
-    load_generator,
-    make_panel,
-)
+from lcgan_lightning.models.lcgan import LcGAN, discriminator_loss, generator_loss
+from lcgan_lightning.training import StoreRunConfig
 
 
 class TinyLesionSet(Dataset):
@@ -311,9 +308,9 @@ def test_load_generator_from_lone_checkpoint_and_seeded_generation(tmp_path, mon
 
 
 def test_run_config_stored_in_checkpoint(tmp_path):
-    (tmp_path / "config.yaml").write_text("seed: 5\nmodel:\n  ngf: 8\n")
     model = small_gan()
-    fit(tmp_path, model, epochs=1, limit_train_batches=1, limit_val_batches=0)
+    fit(tmp_path, model, epochs=1, limit_train_batches=1, limit_val_batches=0,
+        callbacks=[StoreRunConfig({"seed": 5, "model": {"ngf": 8}})])
     ck = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ck["run_config"] == {"seed": 5, "model": {"ngf": 8}}
     hp = ck["hyper_parameters"]

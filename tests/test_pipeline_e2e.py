@@ -14,7 +14,7 @@ from lcgan_lightning.data.splits import fraction_key
 from lcgan_lightning.pipeline import Pipeline, quoted
 
 TINY = [
-    "experiment=smoke",
+    "scale=smoke",
     "data.image_size=32",
     "data.phantom.image_size=32",
     "data.phantom.num_patients=12",
@@ -65,7 +65,7 @@ def test_tiny_pipeline_end_to_end_and_resume(tmp_path: Path) -> None:
     splits = json.loads((run_dir / "splits.json").read_text())
     assert not set(splits["train"]) & set(splits["val"]) and not set(splits["train"]) & set(splits["test"])
 
-    # results.json against DESIGN.md's schema
+    # results.json against the documented schema
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results) == {"scale", "image_size", "seed", "full", "fractions"}
     assert (results["scale"], results["image_size"], results["seed"]) == ("smoke", 32, 42)

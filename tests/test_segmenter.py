@@ -11,8 +11,9 @@ from torch.utils.data import DataLoader, Dataset
 
 import lcgan_lightning.models.fcn8s as fcn8s_module
 from lcgan_lightning.metrics import metrics_from_predictions
+from lcgan_lightning.models.basicunet import BasicUNetSeg
 from lcgan_lightning.models.fcn8s import VGG16_CONV_INDICES, FCN8s, load_vgg16_imagenet
-from lcgan_lightning.models.segmenter import BasicUNetSeg, Segmenter, load_segmenter
+from lcgan_lightning.models.segmenter import Segmenter, load_segmenter
 
 
 class ToySlices(Dataset):

@@ -4,8 +4,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from lcgan_lightning.models.basicunet import BasicUNetSeg
 from lcgan_lightning.models.fcn8s import FCN8s
-from lcgan_lightning.models.segmenter import BasicUNetSeg, Segmenter
+from lcgan_lightning.models.segmenter import Segmenter
 from lcgan_lightning.paths import CONF_DIR
 
 

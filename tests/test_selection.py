@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from lcgan_lightning.data.slices import SliceSet
-from lcgan_lightning.selection import quality, realism, rule, score
+from lcgan_lightning.models import generation
+from lcgan_lightning.selection import candidates, quality, realism, rule, score
 
 # ----------------------------------------------------------------------------- stand-ins
 
@@ -203,8 +204,8 @@ def test_weighted_rule_and_missing_criterion():
 
 
 def test_row_seed_is_stable_and_distinct():
-    assert score.row_seed(0, 0) == score.row_seed(0, 0)
-    assert len({score.row_seed(s, r) for s in range(3) for r in range(50)}) == 150
+    assert generation.row_seed(0, 0) == generation.row_seed(0, 0)
+    assert len({generation.row_seed(s, r) for s in range(3) for r in range(50)}) == 150
 
 
 def _write_fake_ckpt(path: Path, blur: float, fraction: float | None, epoch: int,
@@ -243,7 +244,7 @@ def test_discover_candidates_layouts(tmp_path):
     (tmp_path / "judge/checkpoints").mkdir(parents=True)
     torch.save({"state_dict": {"encoder.w": torch.zeros(1)}}, tmp_path / "judge/checkpoints/last.ckpt")
 
-    cands, skipped = score.discover_candidates(tmp_path)
+    cands, skipped = candidates.discover_candidates(tmp_path)
     assert [(c.fraction, c.epochs) for c in cands] == [
         (0.025, 20), (0.1, 10), (0.1, 100), (0.25, 10), (0.25, 50), (0.5, 20)]
     reasons = {str(Path(s["file"]).relative_to(tmp_path)): s["reason"] for s in skipped}
@@ -252,7 +253,7 @@ def test_discover_candidates_layouts(tmp_path):
     assert "lr_policy=linear" in reasons["gan/frac=0.5/epochs=20/checkpoints/epoch=010.ckpt"]
     assert len(skipped) == 3
     with pytest.raises(FileNotFoundError):
-        score.discover_candidates(tmp_path / "nope")
+        candidates.discover_candidates(tmp_path / "nope")
 
 
 def test_scoring_end_to_end_schema(tmp_path):
@@ -263,7 +264,7 @@ def test_scoring_end_to_end_schema(tmp_path):
     blurs = {(0.1, 10): 2.5, (0.1, 50): 0.6, (0.25, 10): 1.2, (0.25, 50): 3.0}
     for (f, e), b in blurs.items():
         _write_fake_ckpt(gan / f"frac={f}/epochs={e}/checkpoints/last.ckpt", b, None, e - 1)
-    cands, skipped = score.discover_candidates(gan)
+    cands, skipped = candidates.discover_candidates(gan)
     eval_set = score.make_eval_set(val, train, max_images=10, seed=0)
     assert len(eval_set.masks) == 10 and all(m.max() > 0 for m in eval_set.masks)
     cfg = realism.RealismConfig(epochs=1, per_candidate=10, holdout=0.5, batch_size=8, width=4, seed=0)

@@ -14,7 +14,8 @@ segmenter = pytest.importorskip("lcgan_lightning.models.segmenter")
 
 from test_selection import make_slices  # noqa: E402
 
-from lcgan_lightning.selection import realism, score  # noqa: E402
+from lcgan_lightning.models import generation  # noqa: E402
+from lcgan_lightning.selection import candidates, realism, score  # noqa: E402
 from lcgan_lightning.synthesize import regenerate_from_manifest, synthesize  # noqa: E402
 
 SIZE = 32
@@ -33,14 +34,14 @@ def test_real_generator_and_judge_end_to_end(tmp_path):
     gan = tmp_path / "gan"
     for i, e in enumerate((2, 4)):
         _save_lcgan_ckpt(gan / f"frac=0.1/epochs=4/checkpoints/epoch={e:03d}.ckpt", 0.1, e, seed=i)
-    cands, skipped = score.discover_candidates(gan)
+    cands, skipped = candidates.discover_candidates(gan)
     assert [(c.fraction, c.epochs) for c in cands] == [(0.1, 2), (0.1, 4)] and not skipped
 
     torch.manual_seed(0)
     judge = segmenter.Segmenter(arch="basicunet", width=0.125).eval()
     eval_set = score.make_eval_set(make_slices(12, SIZE, 1), make_slices(16, SIZE, 2), max_images=8, seed=0)
     cfg = realism.RealismConfig(epochs=1, per_candidate=8, holdout=0.5, batch_size=8, width=4, seed=0)
-    selected = score.run_scoring(cands, eval_set, judge, lambda p: lcgan.load_generator(p), tmp_path / "out",
+    selected = score.run_scoring(cands, eval_set, judge, lambda p: generation.load_generator(p), tmp_path / "out",
                                  seed=0, realism_cfg=cfg, fid=True, sheet_columns=3)
     scores = json.loads((tmp_path / "out/scores.json").read_text())
     assert set(selected) == {"0.1"} and selected["0.1"]["epochs"] in (2, 4)
@@ -50,16 +51,16 @@ def test_real_generator_and_judge_end_to_end(tmp_path):
     # synthesis with the real generator reproduces bit for bit from its manifest
     data = make_slices(6, SIZE, 3)
     manifest = synthesize(cands[0].checkpoint, data, tmp_path / "syn", fraction=0.1, seed=5, previews=2,
-                          load_generator=lcgan.load_generator)
+                          load_generator=generation.load_generator)
     images = np.load(tmp_path / "syn/images.npy")
-    again, _ = regenerate_from_manifest(tmp_path / "syn/manifest.json", data, load_generator=lcgan.load_generator)
+    again, _ = regenerate_from_manifest(tmp_path / "syn/manifest.json", data, load_generator=generation.load_generator)
     assert manifest["n"] == 6 and np.array_equal(images, again)
 
     # the segmenter's augment=gan reader accepts the set and matches it to the training slices
-    augment_sets = pytest.importorskip("lcgan_lightning.data.augment_sets")
-    syn = augment_sets.read_synthetic_set(tmp_path / "syn")
+    synthetic_set = pytest.importorskip("lcgan_lightning.data.synthetic_set")
+    syn = synthetic_set.read_synthetic_set(tmp_path / "syn")
     assert np.array_equal(np.asarray(syn.images), images) and np.array_equal(np.asarray(syn.masks), data.masks)
-    matched = augment_sets.match_synthetic_set(syn, data.select(np.arange(5, -1, -1)), "test")
+    matched = synthetic_set.match_synthetic_set(syn, data.select(np.arange(5, -1, -1)), "test")
     assert np.array_equal(np.asarray(matched.images), images[::-1])
 
 

@@ -9,14 +9,9 @@ import pytest
 import torch
 
 from lcgan_lightning.data.slices import SliceSet
-from lcgan_lightning.data.validation import DatasetError
-from lcgan_lightning.synthesize import (
-    generate_set,
-    regenerate_from_manifest,
-    sha256_file,
-    synthesize,
-    training_slices,
-)
+from lcgan_lightning.data.synthetic_set import sha256_file
+from lcgan_lightning.models.generation import generate_set
+from lcgan_lightning.synthesize import regenerate_from_manifest, synthesize
 
 
 class NoisyGenerator:
@@ -92,19 +87,9 @@ def test_generation_is_batch_independent_and_seeded():
     assert not np.array_equal(a, generate_set(NoisyGenerator(), masks, seed=3, dropout=False))
 
 
-def test_training_slices_of_a_fraction_and_errors(tmp_path, ckpt):
-    class DM:
-        slices = _slices()
-        splits = {"train": ["p0", "p1", "p2"], "val": ["p3"], "test": ["p4"],
-                  "subsets": {"0.025": ["p0"], "0.1": ["p0"], "0.25": ["p0"]}}
-
-    # the datamodule's prefix rule: max(1, round(f * 3)) of the ordered training patients
-    assert sorted(set(training_slices(DM, 0.1).patients)) == ["p0"]
-    assert sorted(set(training_slices(DM, 0.5).patients)) == ["p0", "p1"]
-    assert sorted(set(training_slices(DM, 1.0).patients)) == ["p0", "p1", "p2"]
-    with pytest.raises(DatasetError, match="fraction selects no patient"):
-        training_slices(DM, 1.5)
+def test_synthesize_errors(tmp_path, ckpt):
+    slices = _slices()
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
-        synthesize(tmp_path / "nope.ckpt", DM.slices, tmp_path / "o", 0.1, load_generator=_loader)
+        synthesize(tmp_path / "nope.ckpt", slices, tmp_path / "o", 0.1, load_generator=_loader)
     with pytest.raises(ValueError, match="nothing to synthesize"):
-        synthesize(ckpt, DM.slices.for_patients([]), tmp_path / "o", 0.1, load_generator=_loader)
+        synthesize(ckpt, slices.for_patients([]), tmp_path / "o", 0.1, load_generator=_loader)

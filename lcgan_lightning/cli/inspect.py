@@ -4,7 +4,7 @@
     lcgan-inspect data=ctich data.root=/data/ct-ich
     lcgan-inspect                      # the built-in phantom (generated on first use)
 
-Prints a summary and writes `inspect.json` (schema in DESIGN.md) and `splits.json` into the run dir.
+Prints a summary and writes `inspect.json` (schema in the README) and `splits.json` into the run dir.
 """
 
 from __future__ import annotations

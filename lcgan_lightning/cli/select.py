@@ -1,6 +1,7 @@
 """`lcgan-select`: score every candidate generator of a GAN sweep and pick one per fraction.
 
     lcgan-select candidates_dir=<run>/gan judge_ckpt=<judge.ckpt> splits_path=<run>/splits.json out_dir=<run>
+    lcgan-select candidates=<candidates.json> judge_ckpt=...    (an explicit list, as the pipeline does)
 
 See `conf/select.yaml` and the README section "Choosing generators".
 """
@@ -23,44 +24,50 @@ log = logging.getLogger(__name__)
 register_resolvers()
 
 
-def load_data(data_cfg: DictConfig, splits_path: str | None) -> tuple[Any, Any, dict]:
-    """(validation slices, all training slices, splits) of the configured dataset and split."""
-    from hydra.utils import instantiate
+def load_data(data_cfg: DictConfig, splits_path: str | None) -> tuple[Any, Any]:
+    """(validation slices, all training slices) of the configured dataset and split.
 
-    dm = instantiate(data_cfg)
-    dm.prepare_data()
-    dm.setup("fit")
-    if splits_path:
-        path = Path(splits_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"splits_path {path} does not exist")
-        splits = json.loads(path.read_text())
-        for key in ("train", "val"):
-            if not splits.get(key):
-                raise ValueError(f"{path}: no '{key}' patients")
-        val = dm.slices.for_patients(splits["val"])
-    else:
-        splits, val = dm.splits, dm.val_slices
-    if len(val) == 0:
+    With `splits_path`, the data config's split must equal the file's (the datamodule checks it).
+    """
+    from lcgan_lightning.data.datamodule import open_datamodule
+
+    overrides = {"augment": "none", "fraction": 1.0} | ({"splits_path": str(splits_path)} if splits_path else {})
+    dm = open_datamodule(data_cfg, **overrides)
+    if len(dm.val_slices) == 0:
         raise ValueError("the validation split holds no slice: nothing to score generators on")
-    return val, dm.slices.for_patients(splits["train"]), splits
+    return dm.val_slices, dm.train_slices
+
+
+def load_candidates(cfg: DictConfig) -> tuple[list[Any], list[dict[str, str]]]:
+    """The candidates: `candidates` (a list, or the path of a JSON list), else discovered in `candidates_dir`."""
+    from lcgan_lightning.selection import candidates as cands
+
+    items = cfg.candidates
+    if isinstance(items, str):
+        path = Path(items)
+        if not path.is_file():
+            raise FileNotFoundError(f"candidates={path}: no such file (a JSON list of checkpoints)")
+        items = json.loads(path.read_text())
+    else:
+        items = to_plain(items)
+    if items:
+        return cands.parse_candidates(items), []
+    if cfg.candidates_dir:
+        return cands.discover_candidates(cfg.candidates_dir)
+    raise ValueError("set candidates_dir=<sweep dir> or candidates=[...]")
 
 
 def select_generators(cfg: DictConfig) -> dict[str, Any]:
     """Run scoring + selection as configured; returns selected.json's content."""
-    from lcgan_lightning.models.lcgan import load_generator
+    from lcgan_lightning.layout import fraction_key
+    from lcgan_lightning.models.generation import load_generator, resolve_device
     from lcgan_lightning.models.segmenter import load_segmenter
     from lcgan_lightning.selection import realism, score
 
-    if cfg.candidates:
-        candidates, skipped = score.parse_candidates(to_plain(cfg.candidates)), []
-    elif cfg.candidates_dir:
-        candidates, skipped = score.discover_candidates(cfg.candidates_dir)
-    else:
-        raise ValueError("set candidates_dir=<sweep dir> or candidates=[...]")
+    candidates, skipped = load_candidates(cfg)
     if cfg.fractions is not None:
-        wanted = {score.fraction_key(f) for f in cfg.fractions}
-        candidates = [c for c in candidates if score.fraction_key(c.fraction) in wanted]
+        wanted = {fraction_key(f) for f in cfg.fractions}
+        candidates = [c for c in candidates if fraction_key(c.fraction) in wanted]
         if not candidates:
             raise ValueError(f"no candidate of fractions {sorted(wanted)}")
     for s in skipped:
@@ -70,11 +77,11 @@ def select_generators(cfg: DictConfig) -> dict[str, Any]:
     judge_path = Path(cfg.judge_ckpt)
     if not judge_path.is_file():
         raise FileNotFoundError(f"judge_ckpt {judge_path} does not exist")
-    device = score.resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     judge = load_segmenter(str(judge_path), map_location=device).to(device)
 
     splits_path = cfg.splits_path or cfg.data.get("splits_path")
-    val, train_all, _ = load_data(cfg.data, splits_path)
+    val, train_all = load_data(cfg.data, splits_path)
     eval_set = score.make_eval_set(val, train_all, cfg.max_images, cfg.seed, cfg.lesion_only, cfg.real_pool_max)
     settings = {
         "judge_ckpt": str(judge_path),

@@ -26,7 +26,7 @@ register_resolvers()
 
 def resolve_checkpoint(cfg: DictConfig, fraction: float) -> str:
     """The generator checkpoint: `checkpoint`, else selected_json's entry for `fraction`."""
-    from lcgan_lightning.data.splits import fraction_key
+    from lcgan_lightning.layout import fraction_key
 
     if cfg.checkpoint:
         return str(cfg.checkpoint)
@@ -42,22 +42,16 @@ def resolve_checkpoint(cfg: DictConfig, fraction: float) -> str:
 
 def synthesize_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Load the fraction's training slices and write the synthetic set; returns the manifest."""
-    from hydra.utils import instantiate
-
-    from lcgan_lightning.synthesize import synthesize, training_slices
+    from lcgan_lightning.data.datamodule import open_datamodule
+    from lcgan_lightning.synthesize import synthesize
 
     fraction = float(cfg.data.fraction)
     out_dir = Path(cfg.out_dir)
     if (out_dir / "manifest.json").exists() and not cfg.overwrite:
         raise FileExistsError(f"{out_dir} already holds a synthetic set (manifest.json); pass overwrite=true")
     checkpoint = resolve_checkpoint(cfg, fraction)
-
-    dm = instantiate(cfg.data)
-    dm.prepare_data()
-    dm.setup("fit")
-    splits_path = cfg.splits_path or cfg.data.get("splits_path")
-    splits = json.loads(Path(splits_path).read_text()) if splits_path else None
-    slices = training_slices(dm, fraction, splits)
+    overrides = {"augment": "none"} | ({"splits_path": str(cfg.splits_path)} if cfg.splits_path else {})
+    slices = open_datamodule(cfg.data, **overrides).train_slices
     if cfg.lesion_only:
         keep = np.asarray(slices.masks).reshape(len(slices), -1).max(1) > 0
         slices = slices.select(keep)

@@ -15,6 +15,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from lcgan_lightning.config import to_plain
 from lcgan_lightning.constants import AUGMENT_CHOICES, LESION_CLASSES, NUM_CLASSES
+from lcgan_lightning.data.augment_sets import ImageSource
 from lcgan_lightning.data.slices import SliceDataset, SliceSet, collate_slices, load_slices
 from lcgan_lightning.data.splits import (
     DEFAULT_SUBSETS,
@@ -103,11 +104,12 @@ class CTSliceDataModule(pl.LightningDataModule):
         hu_offset: str | int = "auto",
         phantom: Mapping[str, Any] | None = None,
         eval_batch_size: int | None = None,
+        image_source: ImageSource | None = None,
         **unknown: Any,
     ):
         super().__init__()
         valid = [p for p in inspect.signature(CTSliceDataModule.__init__).parameters
-                 if p not in ("self", "unknown")]
+                 if p not in ("self", "unknown", "image_source")]
         check_known_keys(unknown, valid, "data")
         if root is None:
             raise DatasetError("data.root: not set (the dataset folder)")
@@ -135,6 +137,9 @@ class CTSliceDataModule(pl.LightningDataModule):
         self.augment = augment
         self.synthetic_dir = synthetic_dir
         self.generator_ckpt = generator_ckpt
+        # generates GAN images from masks when there is no synthetic_dir (lcgan-train builds it from
+        # generator_ckpt: the data layer itself never loads a model)
+        self.image_source = image_source
         self.augment_online = bool(augment_online)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.splits_path = None if splits_path is None else Path(splits_path)
@@ -203,7 +208,7 @@ class CTSliceDataModule(pl.LightningDataModule):
             from lcgan_lightning.data.augment_sets import build_extra_train_sets
 
             extras = build_extra_train_sets(self.augment, self.train_slices, self.synthetic_dir,
-                                            self.generator_ckpt, self.sample_seed)
+                                            self.image_source, self.sample_seed)
             train = ConcatDataset([train, *extras])
         self.train_dataset = train
         self.val_dataset = SliceDataset(self.val_slices)
@@ -242,7 +247,7 @@ class CTSliceDataModule(pl.LightningDataModule):
         return self._loader(self.test_dataset, False, self.eval_batch_size)
 
     def summary(self) -> dict[str, Any]:
-        """The inspect.json content (DESIGN.md): counts, pixels per class, skipped, splits."""
+        """The inspect.json content (schema in the README): counts, pixels per class, skipped, splits."""
         if self.slices is None or self.splits is None:
             self.setup()
         counts = self.slices.pixel_counts()
@@ -255,7 +260,16 @@ class CTSliceDataModule(pl.LightningDataModule):
             "splits": self.splits,
         }
 
-    def slice_counts(self) -> dict[str, int]:
-        """Slices per split part (train = `fraction` of training patients)."""
-        return {"train": len(self.train_slices), "val": len(self.val_slices), "test": len(self.test_slices),
-                "all": len(self.slices)}
+
+def open_datamodule(data_cfg: Any, stage: str = "fit", **overrides: Any) -> CTSliceDataModule:
+    """Instantiate a data config (`_target_` mapping), fill its cache and set it up: every input check
+    has run and `.slices`, `.splits`, `.train_slices`, `.val_slices`, `.test_slices` are ready.
+
+    `overrides` replace config keys (e.g. `splits_path=...`, `augment="none"`).
+    """
+    from hydra.utils import instantiate
+
+    dm = instantiate(data_cfg, **overrides)
+    dm.prepare_data()
+    dm.setup(stage)
+    return dm

@@ -1,6 +1,6 @@
 """Find the (image, label) volumes of a dataset in each supported layout and say how to read their labels.
 
-Layouts (DESIGN.md):
+Layouts:
 - ``bhsd`` (also nnU-Net): ``imagesTr/*.nii[.gz]`` + ``labelsTr/`` (same case names) + ``dataset.json``.
   nnU-Net channel suffixes (``case_0000.nii.gz``) are stripped; extra channels (``_0001`` ...) are listed
   as skipped. Label values come from ``data.label_map`` if set, else from dataset.json's ``labels`` when

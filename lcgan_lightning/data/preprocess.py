@@ -107,11 +107,6 @@ def window_to_unit(hu: np.ndarray, level: float, width: float) -> np.ndarray:
     return np.clip(out, -1.0, 1.0, out=out)
 
 
-def unit_to_hu(x: np.ndarray, level: float, width: float) -> np.ndarray:
-    """Inverse of window_to_unit inside the window (values at ±1 were clipped)."""
-    return (np.asarray(x, dtype=np.float32) + 1.0) * (width / 2.0) + (level - width / 2.0)
-
-
 def voxel_spacing(affine: np.ndarray) -> np.ndarray:
     """Voxel size along each array axis, from the affine's column norms."""
     return np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lcgan_lightning.data.validation import DatasetError
+from lcgan_lightning.layout import fraction_key
 
 if TYPE_CHECKING:
     from lcgan_lightning.data.slices import SliceSet
@@ -43,11 +44,6 @@ def subset_size(fraction: float, n_train: int) -> int:
         raise DatasetError(f"data.fraction={fraction}: fraction selects no patient "
                            f"(must be in (0, 1]; {n_train} training patients)")
     return min(n_train, max(1, round_half_up(float(fraction) * n_train)))
-
-
-def fraction_key(fraction: float) -> str:
-    """JSON key of a fraction: 0.025 -> "0.025", 0.1 -> "0.1"."""
-    return repr(float(fraction))
 
 
 def make_splits(

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lcgan_lightning.constants import NUM_CLASSES
+from lcgan_lightning.models.padding import pad_to_multiple
 
 VGG16_CHANNELS = (64, 128, 256, 512, 512)
 VGG16_CONVS_PER_BLOCK = (2, 2, 3, 3, 3)
@@ -118,13 +119,6 @@ class FCN8s(nn.Module):
         for m in (self.upscore2, self.upscore_pool4, self.upscore8):
             m.weight.data.copy_(bilinear_kernel(self.num_classes, m.kernel_size[0]))
 
-    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % self.stride, (-w) % self.stride
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        return x, h, w
-
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         p3, p4 = self.pool_ends[2], self.pool_ends[3]
         pool3 = self.features[:p3](x)
@@ -133,7 +127,7 @@ class FCN8s(nn.Module):
         return pool3, pool4, pool5
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, h, w = self._pad(x)
+        x, h, w = pad_to_multiple(x, self.stride)
         pool3, pool4, pool5 = self._encode(x)
         fc7 = self.drop(F.relu(self.fc7(self.drop(F.relu(self.fc6(pool5))))))
         up = self.upscore2(self.score_fr(fc7)) + self.score_pool4(pool4)
@@ -142,7 +136,7 @@ class FCN8s(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Global-average-pooled pool5 features [B, 512·width] (used for FID-style scores)."""
-        x, _, _ = self._pad(x)
+        x, _, _ = pad_to_multiple(x, self.stride)
         return self._encode(x)[2].mean(dim=(2, 3))
 
 

@@ -1,4 +1,6 @@
-"""LcGAN: lesion-conditional pix2pix GAN (paper §3.1, §4.2) as a LightningModule, and its reloader.
+"""LcGAN: lesion-conditional pix2pix GAN (paper §3.1, §4.2) as a LightningModule.
+
+Reloading a trained generator and generating from it: `lcgan_lightning.models.generation`.
 
 Objective (pix2pix): D minimises ½·[BCE(D(x,y),1) + BCE(D(x,G(x)),0)]; G minimises
 BCE(D(x,G(x)),1) + λ·|y − G(x)|₁ with λ = 100. Adam(2e-4, β=(0.5, 0.999)) for both, one D step then
@@ -16,12 +18,11 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import ModelCheckpoint
-from torch import nn
 from torchmetrics import MeanAbsoluteError
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from lcgan_lightning.constants import CLASS_NAMES
+from lcgan_lightning.layout import CHECKPOINTS
+from lcgan_lightning.models.callbacks import GANPanels, PaperEpochCheckpoint
 from lcgan_lightning.models.discriminator import PatchDiscriminator
 from lcgan_lightning.models.generator import (
     CONDITIONS,
@@ -30,46 +31,12 @@ from lcgan_lightning.models.generator import (
     condition_channels,
     encode_condition,
     init_pix2pix_weights,
-    masks_to_onehot,
     sample_images,
 )
-from lcgan_lightning.visual import mask_to_rgb, to_uint8
 
 LR_POLICIES = ("constant", "linear")
 # logged as train/<name>_step (every log_every_n_steps) and train/<name>_epoch (epoch mean)
 TRAIN_LOSSES = ("G_GAN", "G_L1", "D_real", "D_fake", "G_total")
-
-
-class PaperEpochCheckpoint(ModelCheckpoint):
-    """Writes `epoch=EEE.ckpt` after exactly the listed epochs (EEE = epochs trained, 1-based) and
-    `last.ckpt` after every epoch, into `dirpath`. No metric monitoring (GAN losses do not rank models).
-    """
-
-    def __init__(self, dirpath: str | Path, save_epochs: Sequence[int]):
-        super().__init__(dirpath=str(dirpath), save_last=True, save_top_k=-1, save_on_train_epoch_end=True,
-                         enable_version_counter=False)
-        self.save_epochs = sorted({int(e) for e in save_epochs})
-
-    @property
-    def state_key(self) -> str:
-        return self._generate_state_key(dirpath=self.dirpath, save_epochs=self.save_epochs)
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or bool(trainer.fast_dev_run):
-            return
-        done = trainer.current_epoch + 1
-        if done in self.save_epochs:
-            path = str(Path(self.dirpath) / f"epoch={done:03d}.ckpt")
-            self.best_model_path = path
-            self._save_checkpoint(trainer, path)
-        self.last_model_path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
-        self._save_checkpoint(trainer, self.last_model_path)
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        return
-
-    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
-        return
 
 
 def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor):
@@ -160,11 +127,8 @@ class LcGAN(pl.LightningModule):
         self.val_l1 = MeanAbsoluteError()
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))
-        self._panel: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._loss_sum: torch.Tensor | None = None
         self._loss_n = 0
-        # full resolved run config; lcgan-train may set it, else read from <default_root_dir>/config.yaml
-        self.run_config: dict | None = None
 
     # ---- forward / helpers -------------------------------------------------------------
     def condition(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -267,13 +231,10 @@ class LcGAN(pl.LightningModule):
 
     def configure_callbacks(self):
         root = Path(self.trainer.default_root_dir) if self._trainer is not None else Path.cwd()
-        return [PaperEpochCheckpoint(root / "checkpoints", self.hparams.save_epochs)]
+        return [PaperEpochCheckpoint(root / CHECKPOINTS, self.hparams.save_epochs), GANPanels(self.hparams.n_panel)]
 
     # ---- validation --------------------------------------------------------------------
-    def on_validation_epoch_start(self) -> None:
-        self._panel = []
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         cond = self.condition(batch)
         real = batch["image"].float()
         fake = sample_images(self.generator, cond, seed=self.hparams.seed + batch_idx, dropout=True,
@@ -286,126 +247,4 @@ class LcGAN(pl.LightningModule):
         self.log("val/L1", self.val_l1, on_epoch=True, batch_size=bs)
         self.log("val/SSIM", self.val_ssim, on_epoch=True, prog_bar=True, batch_size=bs)
         self.log("val/PSNR", self.val_psnr, on_epoch=True, batch_size=bs)
-        need = self.hparams.n_panel - len(self._panel)
-        masks = batch["mask_onehot"].argmax(dim=1)
-        for i in range(min(need, bs)):
-            self._panel.append((masks[i].cpu(), real[i, 0].float().cpu(), fake[i, 0].float().cpu()))
-
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking or not self._panel or not self.trainer.is_global_zero:
-            return
-        epoch = self.current_epoch + 1
-        panel = make_panel(self._panel)
-        out = Path(self.trainer.default_root_dir) / "panels" / f"epoch={epoch:03d}.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        from PIL import Image
-
-        Image.fromarray(panel).save(out)
-        self._log_wandb_panel(epoch)
-
-    def _log_wandb_panel(self, epoch: int) -> None:
-        from pytorch_lightning.loggers import WandbLogger
-
-        loggers = [lg for lg in self.trainer.loggers if isinstance(lg, WandbLogger)]
-        if not loggers:
-            return
-        class_labels = dict(enumerate(CLASS_NAMES))
-        images, masks, captions = [], [], []
-        for k, (mask, real, fake) in enumerate(self._panel):
-            for name, img in (("real", real), ("generated", fake)):
-                images.append(to_uint8(img))
-                masks.append({"ground_truth": {"mask_data": mask.numpy().astype(np.uint8),
-                                               "class_labels": class_labels}})
-                captions.append(f"sample {k} {name} (epoch {epoch})")
-        for lg in loggers:
-            lg.log_image("val/panel", images, masks=masks, caption=captions)
-
-    # ---- checkpoint ------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "run_config" in checkpoint:  # lcgan-train's StoreRunConfig callback already stored it
-            return
-        cfg = self.run_config
-        if cfg is None and self._trainer is not None:
-            path = Path(self.trainer.default_root_dir) / "config.yaml"
-            if path.is_file():
-                from omegaconf import OmegaConf
-
-                cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-        if cfg is not None:
-            checkpoint["run_config"] = cfg
-
-
-# ---- image panels ----------------------------------------------------------------------------
-def make_panel(rows: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], min_tile: int = 128) -> np.ndarray:
-    """One row per sample: mask (palette colours) | real | generated, tiles upscaled to >= min_tile px."""
-    h = rows[0][0].shape[0]
-    scale = max(1, -(-min_tile // h))
-    sep = 2
-    lines = []
-    for mask, real, fake in rows:
-        tiles = [mask_to_rgb(mask.numpy()), *(np.repeat(to_uint8(t)[..., None], 3, axis=2) for t in (real, fake))]
-        tiles = [np.kron(t, np.ones((scale, scale, 1), dtype=np.uint8)) for t in tiles]
-        gap = np.full((tiles[0].shape[0], sep, 3), 255, np.uint8)
-        lines.append(np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1))
-        lines.append(np.full((sep, lines[-1].shape[1], 3), 255, np.uint8))
-    return np.concatenate(lines[:-1], axis=0)
-
-
-# ---- reuse -----------------------------------------------------------------------------------
-class MaskToCT(nn.Module):
-    """A trained LcGAN generator: lesion masks -> synthetic CT slices."""
-
-    def __init__(self, generator: UNetGenerator, condition: str, image_size: int,
-                 norm_stats: str = "sample", hparams: dict | None = None):
-        super().__init__()
-        self.generator = generator
-        self.condition = condition
-        self.image_size = int(image_size)
-        self.norm_stats = norm_stats
-        self.hparams = dict(hparams or {})
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.generator.parameters()).device
-
-    def generate(self, masks: torch.Tensor, seed: int, dropout: bool = True) -> torch.Tensor:
-        """masks LongTensor [B,H,W] (class ids) -> FloatTensor [B,1,H,W] in [-1,1].
-
-        dropout=True is the paper's/pix2pix's stochastic mode (dropout active at test time); normalisation
-        uses per-image statistics (`norm_stats="sample"`, pix2pix at batch size 1) unless set to "running".
-        Same masks and seed -> same images.
-        """
-        if masks.dim() != 3 or masks.shape[-1] != self.image_size or masks.shape[-2] != self.image_size:
-            raise ValueError(
-                f"masks must be [B,{self.image_size},{self.image_size}] for this generator, got {tuple(masks.shape)}"
-            )
-        onehot = masks_to_onehot(masks.to(self.device))
-        cond = encode_condition(onehot, self.condition)
-        return sample_images(self.generator, cond, seed=seed, dropout=dropout, norm_stats=self.norm_stats)
-
-
-def _load_checkpoint(path: Path, map_location: Any) -> dict:
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception:  # older/other pickled content (e.g. OmegaConf containers); our own files are trusted
-        return torch.load(path, map_location=map_location, weights_only=False)
-
-
-def load_generator(ckpt_path: str | Path, map_location: Any = "cpu", norm_stats: str | None = None) -> MaskToCT:
-    """Rebuild the generator of an LcGAN checkpoint from the file alone (hparams + weights)."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"generator checkpoint not found: {path}")
-    ckpt = _load_checkpoint(path, map_location)
-    hp = ckpt.get("hyper_parameters")
-    if not hp or "image_size" not in hp or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: not an LcGAN checkpoint (missing hyper_parameters/state_dict)")
-    hp = dict(hp)
-    gen = UNetGenerator(condition_channels(hp["condition"]), 1, image_size=hp["image_size"], ngf=hp["ngf"],
-                        norm=hp["norm"], dropout=hp["dropout"])
-    state = {k[len("generator."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}
-    gen.load_state_dict(state)
-    gen.to(map_location if not isinstance(map_location, dict) else "cpu")
-    gen.eval()
-    return MaskToCT(gen, hp["condition"], hp["image_size"],
-                    norm_stats=norm_stats or hp.get("sample_norm_stats", "sample"), hparams=hp)
+        return {"fake": fake.detach()}

@@ -3,7 +3,8 @@
 Training: pixel-wise cross-entropy (``loss: ce``, the FCN recipe) or MONAI's DiceCELoss
 (``loss: dice_ce``: CE + soft Dice over the five lesion classes, background excluded from the
 Dice term, Dice pooled over the batch), Adam or SGD. Validation logs ``val/dsc`` (per-image DSC,
-see :mod:`lcgan_lightning.metrics`), which the built-in ModelCheckpoint monitors. Testing writes
+see :mod:`lcgan_lightning.metrics`), which the built-in ModelCheckpoint monitors. The model's
+callbacks (:mod:`lcgan_lightning.models.callbacks`) draw validation overlays and write
 ``<run_dir>/test_metrics.json`` and ``<run_dir>/predictions.npz``; the run dir is the trainer's
 ``default_root_dir`` (``lcgan-train`` sets it to the Hydra run dir).
 """
@@ -14,66 +15,22 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lcgan_lightning.config import to_plain
-from lcgan_lightning.constants import CLASS_NAMES, LESION_CLASSES, NUM_CLASSES
-from lcgan_lightning.metrics import SegmentationMetrics, compute_metrics, write_metrics_json
+from lcgan_lightning.constants import NUM_CLASSES
+from lcgan_lightning.layout import CHECKPOINTS
+from lcgan_lightning.metrics import SegmentationMetrics
+from lcgan_lightning.models.basicunet import BasicUNetSeg
+from lcgan_lightning.models.callbacks import SegmentationOverlays, TestPredictionsWriter
 from lcgan_lightning.models.fcn8s import FCN8s, load_vgg16_imagenet
-from lcgan_lightning.visual import overlay, to_uint8
 
 log = logging.getLogger(__name__)
 
 ARCHS = ("fcn8s", "basicunet")
-BASICUNET_FEATURES = (32, 32, 64, 128, 256, 32)
-
-
-class BasicUNetSeg(nn.Module):
-    """MONAI BasicUNet (2-D) with edge padding to a multiple of 16 and an ``encode`` method."""
-
-    stride = 16
-
-    def __init__(
-        self,
-        num_classes: int = NUM_CLASSES,
-        in_channels: int = 1,
-        width: float = 1.0,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        from monai.networks.nets import BasicUNet
-
-        features = tuple(max(1, round(f * width)) for f in BASICUNET_FEATURES)
-        self.unet = BasicUNet(
-            spatial_dims=2,
-            in_channels=in_channels,
-            out_channels=num_classes,
-            features=features,
-            dropout=dropout,
-        )
-        self.feature_dim = features[4]
-
-    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % self.stride, (-w) % self.stride
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        return x, h, w
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, h, w = self._pad(x)
-        return self.unet(x)[..., :h, :w]
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Global-average-pooled bottleneck features [B, 256·width]."""
-        x, _, _ = self._pad(x)
-        u = self.unet
-        x4 = u.down_4(u.down_3(u.down_2(u.down_1(u.conv_0(x)))))
-        return x4.mean(dim=(2, 3))
 
 
 def build_net(
@@ -165,8 +122,6 @@ class Segmenter(pl.LightningModule):
             )
         self.val_metrics = SegmentationMetrics(num_classes)
         self.train_set_size: int | None = None
-        self._overlay: dict[str, torch.Tensor] | None = None
-        self._test_outputs: list[dict[str, Any]] = []
 
     # ---- network -------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -213,13 +168,15 @@ class Segmenter(pl.LightningModule):
 
         return [
             ModelCheckpoint(
-                dirpath=str(self.run_dir / "checkpoints"),
+                dirpath=str(self.run_dir / CHECKPOINTS),
                 filename="epoch={epoch:03d}-dsc={val/dsc:.4f}",
                 auto_insert_metric_name=False,
                 monitor="val/dsc",
                 mode="max",
                 save_last=True,
-            )
+            ),
+            SegmentationOverlays(self.hparams.n_overlay, self.hparams.overlay_every_n_epochs),
+            TestPredictionsWriter(),
         ]
 
     @property
@@ -229,17 +186,9 @@ class Segmenter(pl.LightningModule):
         return Path(trainer.default_root_dir) if trainer is not None else Path.cwd()
 
     def on_train_start(self) -> None:
-        n = (
-            getattr(self.trainer.datamodule, "train_set_size", None)
-            if self.trainer.datamodule
-            else None
-        )
-        if n is None:
-            dl = self.trainer.train_dataloader
-            dataset = getattr(dl, "dataset", None)
-            n = len(dataset) if dataset is not None and hasattr(dataset, "__len__") else None
-        if n is not None:
-            self.train_set_size = int(n)
+        dataset = getattr(self.trainer.train_dataloader, "dataset", None)
+        if dataset is not None and hasattr(dataset, "__len__"):
+            self.train_set_size = len(dataset)
             log.info("segmenter training set: %d slices", self.train_set_size)
             for logger in self.loggers:
                 logger.log_metrics({"train_set_size": float(self.train_set_size)}, step=0)
@@ -263,19 +212,13 @@ class Segmenter(pl.LightningModule):
         )
         return loss
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         images, masks = batch["image"], batch["mask"]
         logits = self(images)
         self.log("val/loss", self.loss_fn(logits, masks), on_epoch=True, batch_size=images.shape[0])
         preds = logits.argmax(dim=1)
         self.val_metrics.update(preds, masks)
-        if batch_idx == 0 and self.hparams.n_overlay > 0:
-            n = self.hparams.n_overlay
-            self._overlay = {
-                "image": images[:n, 0].detach().cpu(),
-                "true": masks[:n].detach().cpu(),
-                "pred": preds[:n].detach().cpu(),
-            }
+        return {"preds": preds.detach()}
 
     def on_validation_epoch_end(self) -> None:
         m = self.val_metrics.compute()
@@ -283,122 +226,10 @@ class Segmenter(pl.LightningModule):
         self.log("val/dsc", m["dsc"], prog_bar=True)
         self.log("val/precision", m["precision"])
         self.log("val/recall", m["recall"])
-        every = max(1, int(self.hparams.overlay_every_n_epochs))
-        last = self.current_epoch + 1 >= (self.trainer.max_epochs or 0)
-        if (
-            self._overlay is not None
-            and not self.trainer.sanity_checking
-            and self.trainer.is_global_zero
-            and (self.current_epoch % every == 0 or last)
-        ):
-            self._log_overlays(**self._overlay)
-
-    # ---- overlays ------------------------------------------------------------------------
-    def _log_overlays(self, image: torch.Tensor, true: torch.Tensor, pred: torch.Tensor) -> None:
-        grey = to_uint8(image)
-        wandb_loggers = [lg for lg in self.loggers if isinstance(lg, pl.loggers.WandbLogger)]
-        if wandb_loggers:
-            import wandb
-
-            labels = dict(enumerate(CLASS_NAMES))
-            pictures = [
-                wandb.Image(
-                    g,
-                    masks={
-                        "prediction": {
-                            "mask_data": p.numpy().astype(np.uint8),
-                            "class_labels": labels,
-                        },
-                        "ground_truth": {
-                            "mask_data": t.numpy().astype(np.uint8),
-                            "class_labels": labels,
-                        },
-                    },
-                    caption=f"val slice {i}",
-                )
-                for i, (g, t, p) in enumerate(zip(grey, true, pred, strict=True))
-            ]
-            for lg in wandb_loggers:
-                lg.experiment.log(
-                    {"val/overlays": pictures, "trainer/global_step": self.global_step}
-                )
-            return
-        from matplotlib import pyplot as plt
-
-        out_dir = (
-            Path(
-                self.loggers[0].log_dir
-                if self.loggers and self.loggers[0].log_dir
-                else self.run_dir
-            )
-            / "overlays"
-        )
-        out_dir.mkdir(parents=True, exist_ok=True)
-        rows = [
-            np.concatenate(
-                [overlay(g, m.numpy()) for g, m in zip(grey, masks, strict=True)], axis=1
-            )
-            for masks in (true, pred)
-        ]
-        plt.imsave(out_dir / f"epoch={self.current_epoch:03d}.png", np.concatenate(rows, axis=0))
 
     # ---- test ----------------------------------------------------------------------------
-    def on_test_epoch_start(self) -> None:
-        self._test_outputs = []
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        preds = self(batch["image"]).argmax(dim=1)
-        n = preds.shape[0]
-        self._test_outputs.append(
-            {
-                "pred": preds.cpu().numpy().astype(np.uint8),
-                "true": batch["mask"].cpu().numpy().astype(np.uint8),
-                "patient": list(batch.get("patient", [""] * n)),
-                "volume": list(batch.get("volume", [""] * n)),
-                "slice": np.asarray(
-                    batch["slice"].cpu()
-                    if torch.is_tensor(batch.get("slice"))
-                    else batch.get("slice", [-1] * n),
-                    dtype=np.int32,
-                ),
-            }
-        )
-
-    def on_test_epoch_end(self) -> None:
-        outputs = self._test_outputs
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered: list[Any] = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, outputs)
-            outputs = [o for part in gathered for o in part]
-        self._test_outputs = []
-        if not outputs:
-            return
-        arrays = {
-            "pred": np.concatenate([o["pred"] for o in outputs]),
-            "true": np.concatenate([o["true"] for o in outputs]),
-            "patient": np.array([p for o in outputs for p in o["patient"]], dtype=str),
-            "volume": np.array([v for o in outputs for v in o["volume"]], dtype=str),
-            "slice": np.concatenate([o["slice"] for o in outputs]),
-        }
-        metrics = compute_metrics(arrays["pred"], arrays["true"], self.hparams.num_classes)
-        self.log("test/dsc", metrics["dsc"], sync_dist=False, rank_zero_only=True)
-        self.log("test/precision", metrics["precision"], rank_zero_only=True)
-        self.log("test/recall", metrics["recall"], rank_zero_only=True)
-        for name, value in metrics["per_class_dsc"].items():
-            if np.isfinite(value):
-                self.log(f"test/dsc_{name}", value, rank_zero_only=True)
-        if self.trainer.is_global_zero:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(self.run_dir / "predictions.npz", **arrays)
-            result = {**metrics, "train_set_size": self.train_set_size}
-            write_metrics_json(result, self.run_dir / "test_metrics.json")
-            log.info(
-                "test metrics: dsc %.4f precision %.4f recall %.4f -> %s",
-                metrics["dsc"],
-                metrics["precision"],
-                metrics["recall"],
-                self.run_dir / "test_metrics.json",
-            )
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        return {"preds": self(batch["image"]).argmax(dim=1)}
 
 
 def load_segmenter(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> Segmenter:
@@ -415,4 +246,4 @@ def load_segmenter(ckpt_path: str | Path, map_location: str | torch.device = "cp
     return model.eval()
 
 
-__all__ = ["Segmenter", "BasicUNetSeg", "build_net", "load_segmenter", "LESION_CLASSES"]
+__all__ = ["Segmenter", "build_net", "load_segmenter"]

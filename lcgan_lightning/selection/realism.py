@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.swa_utils import update_bn
 
 log = logging.getLogger(__name__)
 
@@ -170,28 +171,6 @@ def predict_p_real(model: nn.Module, images: Tensor, batch_size: int = 64) -> Te
     return torch.cat(out) if out else torch.empty(0)
 
 
-@torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, images: Tensor, batch_size: int) -> None:
-    """Set BatchNorm running statistics to the exact mean/var over `images` ("precise BN").
-
-    With few training steps the default exponential running averages still remember their
-    initial values, so eval-mode predictions would be off; this makes them match training.
-    """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
-    momenta = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the passes below
-    model.train()
-    for start in range(0, len(images), batch_size):
-        model(images[start : start + batch_size])
-    for bn, m in zip(bns, momenta, strict=True):
-        bn.momentum = m
-    model.eval()
-
-
 def train_and_score(real: Tensor, fakes: dict[str, Tensor], cfg: RealismConfig) -> tuple[nn.Module, RealismResult]:
     """Train one classifier on `real` vs all `fakes` (name -> images) and score each candidate.
 
@@ -253,7 +232,10 @@ def train_and_score(real: Tensor, fakes: dict[str, Tensor], cfg: RealismConfig) 
             opt.step()
             total += float(loss.detach()) * len(b)
         losses.append(total / len(x))
-    recalibrate_batchnorm(model, x, cfg.batch_size)
+    # "precise BN": running statistics = exact mean/var over the training images (with few steps the
+    # exponential averages still remember their initial values, and eval predictions would be off)
+    update_bn([x[i : i + cfg.batch_size] for i in range(0, len(x), cfg.batch_size)], model)
+    model.eval()
 
     fooled, mean_p = {}, {}
     for name, imgs in fake_hold.items():

@@ -21,9 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lcgan_lightning.constants import CLASS_NAMES, NUM_CLASSES
-from lcgan_lightning.data.splits import fraction_key
-from lcgan_lightning.metrics import to_json_safe
+from lcgan_lightning.figures import contact_sheet
+from lcgan_lightning.layout import fraction_key
+from lcgan_lightning.metrics import compute_metrics, to_json_safe
+from lcgan_lightning.models.generation import generate_rows, row_seed
 from lcgan_lightning.selection import quality, realism, rule
-from lcgan_lightning.visual import CLASS_COLORS
+from lcgan_lightning.selection.candidates import Candidate
 
 log = logging.getLogger(__name__)
 
@@ -72,209 +72,6 @@ CONVENTIONS = {
 }
 
 
-# --------------------------------------------------------------------------- keys and seeds
-def resolve_device(device: str | None) -> str:
-    """"auto" -> "cuda" when a GPU is visible, else "cpu"; anything else is returned as is."""
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
-
-
-
-def row_seed(seed: int, row: int) -> int:
-    """Seed of one generated image: independent of batch size and of the other rows."""
-    return int(np.random.SeedSequence([int(seed), int(row)]).generate_state(1)[0])
-
-
-@torch.no_grad()
-def generate_rows(generator: Any, masks: Tensor | np.ndarray, seeds: Sequence[int], dropout: bool = True) -> Tensor:
-    """One image per mask, each with its own seed (one mask per `generate` call).
-
-    masks: [N,H,W] class ids; returns float32 [N,1,H,W] in [-1,1].
-    """
-    masks = torch.as_tensor(np.asarray(masks)).long()
-    if len(seeds) != len(masks):
-        raise ValueError(f"generate_rows: {len(masks)} masks but {len(seeds)} seeds")
-    size = int(getattr(generator, "image_size", masks.shape[-1]))
-    if tuple(masks.shape[-2:]) != (size, size):
-        raise ValueError(
-            f"generator makes {size}x{size} images but the masks are {tuple(masks.shape[-2:])}: "
-            "set data.image_size to the generator's image size"
-        )
-    out = [generator.generate(masks[i : i + 1], seed=int(s), dropout=dropout).float().cpu() for i, s in enumerate(seeds)]
-    return torch.cat(out) if out else torch.empty(0, 1, size, size)
-
-
-# --------------------------------------------------------------------------- candidates
-@dataclass(frozen=True)
-class Candidate:
-    """One generator to score: its data fraction, training epochs and checkpoint."""
-
-    fraction: float
-    epochs: int
-    checkpoint: str
-
-    @property
-    def name(self) -> str:
-        """Display name, e.g. 'frac=0.1/epochs=50'."""
-        return f"frac={fraction_key(self.fraction)}/epochs={self.epochs}"
-
-
-_FRAC_RE = re.compile(r"frac=([0-9.eE+-]+)")
-_EPOCHS_DIR_RE = re.compile(r"^epochs=(\d+)$")
-# this project's LcGAN writes "epoch=050.ckpt" after 50 epochs (1-based); "epochs=50" likewise;
-# Lightning's default "epoch=49-step=N.ckpt" holds the 0-based epoch index
-_PAPER_FILE_RE = re.compile(r"^epochs?=(\d+)$")
-_LIGHTNING_FILE_RE = re.compile(r"^epoch=(\d+)-step=\d+")
-
-
-def _is_per_epoch(path: Path) -> bool:
-    return bool(_PAPER_FILE_RE.match(path.stem) or _LIGHTNING_FILE_RE.match(path.stem))
-
-
-def _load_ckpt_meta(path: Path) -> dict[str, Any]:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # corrupt / not a checkpoint
-        raise ValueError(f"{path}: cannot read checkpoint ({err})") from err
-    meta = {k: ckpt.get(k) for k in ("epoch", "global_step", "hyper_parameters", "run_config", "datamodule_hyper_parameters")}
-    meta["is_generator"] = any(str(k).startswith(("generator.", "netG.", "G.")) for k in ckpt.get("state_dict", {}))
-    return meta
-
-
-def _dig(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, Mapping) or k not in d:
-            return None
-        d = d[k]
-    return d
-
-
-def fraction_of(path: Path, meta: Mapping[str, Any] | None = None) -> float:
-    """A generator checkpoint's data fraction: from its stored config, else a 'frac=F' path part."""
-    meta = meta if meta is not None else _load_ckpt_meta(path)
-    for value in (
-        _dig(meta, "run_config", "data", "fraction"),
-        _dig(meta, "datamodule_hyper_parameters", "fraction"),
-        _dig(meta, "hyper_parameters", "fraction"),
-        _dig(meta, "hyper_parameters", "data", "fraction"),
-    ):
-        if value is not None:
-            return float(value)
-    m = None
-    for part in reversed(path.parts):
-        m = _FRAC_RE.fullmatch(part) or m
-        if m:
-            break
-    if m:
-        return float(m.group(1))
-    raise ValueError(f"{path}: cannot tell the data fraction (no data.fraction in the checkpoint, no frac=F in the path)")
-
-
-def epochs_of(path: Path, meta: Mapping[str, Any] | None = None) -> int:
-    """Epochs a checkpoint was trained for.
-
-    ``epoch=EEE.ckpt`` / ``epochs=EEE.ckpt`` (the LcGAN's own save_epochs files): EEE;
-    ``epoch=I-step=S.ckpt`` (Lightning's default name, 0-based index): I + 1; otherwise (e.g.
-    last.ckpt) the checkpoint's own epoch counter, else an ``epochs=E`` folder in its path.
-    """
-    if m := _PAPER_FILE_RE.match(path.stem):
-        return int(m.group(1))
-    if m := _LIGHTNING_FILE_RE.match(path.stem):
-        return int(m.group(1)) + 1
-    meta = meta if meta is not None else _load_ckpt_meta(path)
-    if meta.get("epoch") is not None:
-        # saved at the end of a training epoch: Lightning's counter is still that epoch's 0-based index
-        return int(meta["epoch"]) + 1
-    if (e := _run_epochs(path, meta)) is not None:
-        return e
-    raise ValueError(f"{path}: cannot tell how many epochs this checkpoint was trained for")
-
-
-def _run_epochs(path: Path, meta: Mapping[str, Any]) -> int | None:
-    """Epochs the whole run was configured for (trainer.max_epochs, else an epochs=E folder)."""
-    value = _dig(meta, "run_config", "trainer", "max_epochs")
-    if value is not None:
-        return int(value)
-    for part in reversed(path.parts[:-1]):
-        if m := _EPOCHS_DIR_RE.match(part):
-            return int(m.group(1))
-    return None
-
-
-def _natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
-
-
-def discover_candidates(root: str | Path) -> tuple[list[Candidate], list[dict[str, str]]]:
-    """Every generator checkpoint under `root` as a candidate; returns (candidates, skipped).
-
-    Layout (DESIGN.md): ``gan/frac=F/epochs=E/checkpoints/*.ckpt``; any other
-    ``**/checkpoints/*.ckpt`` is found too. The fraction comes from the config stored in the
-    checkpoint (``run_config.data.fraction``), else a ``frac=F`` folder. Per run dir:
-
-    * per-epoch files (``epoch=EEE.ckpt``) are one candidate each (a constant-LR run saving
-      after 10, 50, 100, 200 epochs gives four candidates); ``last.ckpt`` is used only when the
-      run dir has no per-epoch file;
-    * with a decaying LR (``lr_policy`` other than constant) only the checkpoint at the run's
-      full length counts: an intermediate one is not what an E-epoch run produces;
-    * checkpoints that are not generators (no ``generator.*`` weights, e.g. the judge) and
-      duplicates of an already found (fraction, epochs) are listed in `skipped` with the reason.
-    """
-    root = Path(root)
-    if not root.exists():
-        raise FileNotFoundError(f"candidates_dir {root} does not exist")
-    candidates: dict[tuple[float, int], Candidate] = {}
-    skipped: list[dict[str, str]] = []
-    for ckpt_dir in sorted({p.parent for p in root.rglob("checkpoints/*.ckpt")}, key=_natural_key):
-        files = sorted(ckpt_dir.glob("*.ckpt"), key=_natural_key)
-        per_epoch = [f for f in files if _is_per_epoch(f)]
-        chosen = per_epoch or [f for f in files if f.name == "last.ckpt"] or files
-        for f in files:
-            if f not in chosen:
-                skipped.append({"file": str(f), "reason": "superseded by the run's per-epoch checkpoints"})
-        for f in chosen:
-            try:
-                meta = _load_ckpt_meta(f)
-                if not meta["is_generator"]:
-                    skipped.append({"file": str(f), "reason": "not a generator checkpoint (no generator.* weights)"})
-                    continue
-                cand = Candidate(fraction_of(f, meta), epochs_of(f, meta), str(f))
-            except ValueError as err:
-                skipped.append({"file": str(f), "reason": str(err)})
-                continue
-            policy = _dig(meta, "hyper_parameters", "lr_policy") or "constant"
-            run_epochs = _run_epochs(f, meta)
-            if policy != "constant" and run_epochs is not None and cand.epochs != run_epochs:
-                skipped.append({"file": str(f), "reason": f"intermediate checkpoint ({cand.epochs} of {run_epochs} "
-                                f"epochs) of a run with lr_policy={policy}"})
-                continue
-            key = (cand.fraction, cand.epochs)
-            if key in candidates:
-                skipped.append({"file": str(f), "reason": f"duplicate of {candidates[key].checkpoint} ({cand.name})"})
-                continue
-            candidates[key] = cand
-    if not candidates:
-        raise FileNotFoundError(f"no generator checkpoint found under {root} (skipped: {skipped})")
-    return sorted(candidates.values(), key=lambda c: (c.fraction, c.epochs)), skipped
-
-
-def parse_candidates(items: Iterable[Any]) -> list[Candidate]:
-    """Explicit candidates: checkpoint paths or mappings {checkpoint, fraction?, epochs?}."""
-    out = []
-    for item in items:
-        if isinstance(item, (str, Path)):
-            item = {"checkpoint": str(item)}
-        path = Path(item["checkpoint"])
-        if not path.is_file():
-            raise FileNotFoundError(f"candidate checkpoint {path} does not exist")
-        meta = None if ("fraction" in item and "epochs" in item) else _load_ckpt_meta(path)
-        frac = float(item["fraction"]) if item.get("fraction") is not None else fraction_of(path, meta)
-        epochs = int(item["epochs"]) if item.get("epochs") is not None else epochs_of(path, meta)
-        out.append(Candidate(frac, epochs, str(path)))
-    return out
-
-
 # --------------------------------------------------------------------------- scoring
 def choose_rows(masks: np.ndarray, max_images: int | None, seed: int, lesion_only: bool = True) -> np.ndarray:
     """Indices of the evaluation slices: lesion slices (if asked), a seeded subset of at most
@@ -296,8 +93,6 @@ def _predict(judge: Any, images: Tensor, batch_size: int) -> Tensor:
 
 def image_figures(images: Tensor, masks: Tensor, judge: Any, batch_size: int = 16) -> dict[str, Any]:
     """FCN score (+ per class, detection P/R) and sharpness of one set of images [N,1,H,W]."""
-    from lcgan_lightning.metrics import compute_metrics
-
     pred = _predict(judge, images, batch_size)
     m = compute_metrics(pred, masks)
     return {
@@ -426,47 +221,6 @@ def select_per_fraction(rows: Sequence[Mapping[str, Any]], rule_name: str = "mea
             "reason": reason,
         }
     return selected, figures
-
-
-# --------------------------------------------------------------------------- contact sheet
-MASK_COLOURS = [tuple(c / 255.0) for c in CLASS_COLORS]  # bg, IPH, IVH, SAH, EDH, SDH
-
-
-def contact_sheet(path: str | Path, masks: np.ndarray, real: np.ndarray, rows: Sequence[tuple[str, np.ndarray]],
-                  title: str = "") -> Path:
-    """PNG grid: columns = the same N masks; rows = mask (colour), real slice, then each candidate."""
-    from matplotlib.colors import ListedColormap
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    masks, real = np.asarray(masks), np.asarray(real)
-    n = len(masks)
-    labels = ["mask", "real"] + [r[0] for r in rows]
-    grids = [None, real] + [np.asarray(r[1]) for r in rows]
-    fig = Figure(figsize=(1.3 * n + 1.6, 1.3 * len(labels) + 0.6), dpi=100)
-    axes = fig.subplots(len(labels), n, squeeze=False)
-    cmap = ListedColormap(MASK_COLOURS[:NUM_CLASSES])
-    for i, (label, grid) in enumerate(zip(labels, grids, strict=True)):
-        for j in range(n):
-            ax = axes[i][j]
-            if grid is None:
-                ax.imshow(masks[j], cmap=cmap, vmin=0, vmax=NUM_CLASSES - 1, interpolation="nearest")
-            else:
-                img = grid[j, 0] if grid.ndim == 4 else grid[j]
-                ax.imshow(img.astype(np.float32), cmap="gray", vmin=-1, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
-    fig.legend(handles=[Patch(color=c, label=k) for c, k in zip(MASK_COLOURS[1:], CLASS_NAMES[1:], strict=True)],
-               loc="lower center", ncol=5, fontsize=7, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.12, right=0.99, top=0.95, bottom=0.05, wspace=0.03, hspace=0.05)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
 
 
 # --------------------------------------------------------------------------- driver

@@ -1,0 +1,86 @@
+"""Figures drawn from arrays: contact sheets of generators and mask | real | synthetic grids.
+
+Pure drawing (matplotlib's object API, no pyplot state): callers pass arrays and a path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lcgan_lightning.constants import CLASS_NAMES, NUM_CLASSES
+from lcgan_lightning.visual import CLASS_COLORS, mask_to_rgb
+
+MASK_COLOURS = [tuple(c / 255.0) for c in CLASS_COLORS]  # bg, IPH, IVH, SAH, EDH, SDH
+
+
+def contact_sheet(path: str | Path, masks: np.ndarray, real: np.ndarray, rows: Sequence[tuple[str, np.ndarray]],
+                  title: str = "") -> Path:
+    """PNG grid: columns = the same N masks; rows = mask (colour), real slice, then each candidate."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    masks, real = np.asarray(masks), np.asarray(real)
+    n = len(masks)
+    labels = ["mask", "real"] + [r[0] for r in rows]
+    grids = [None, real] + [np.asarray(r[1]) for r in rows]
+    fig = Figure(figsize=(1.3 * n + 1.6, 1.3 * len(labels) + 0.6), dpi=100)
+    axes = fig.subplots(len(labels), n, squeeze=False)
+    cmap = ListedColormap(MASK_COLOURS[:NUM_CLASSES])
+    for i, (label, grid) in enumerate(zip(labels, grids, strict=True)):
+        for j in range(n):
+            ax = axes[i][j]
+            if grid is None:
+                ax.imshow(masks[j], cmap=cmap, vmin=0, vmax=NUM_CLASSES - 1, interpolation="nearest")
+            else:
+                img = grid[j, 0] if grid.ndim == 4 else grid[j]
+                ax.imshow(img.astype(np.float32), cmap="gray", vmin=-1, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    fig.legend(handles=[Patch(color=c, label=k) for c, k in zip(MASK_COLOURS[1:], CLASS_NAMES[1:], strict=True)],
+               loc="lower center", ncol=5, fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.12, right=0.99, top=0.95, bottom=0.05, wspace=0.03, hspace=0.05)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def sample_grid(path: str | Path, masks: np.ndarray, real: np.ndarray | None, synthetic: np.ndarray) -> Path | None:
+    """Mask | real | synthetic, one row per lesion class present (its largest example); None if no lesion.
+
+    masks [N,H,W] class ids; real and synthetic [N,H,W] in [-1,1] (row i of each belongs together).
+    """
+    from matplotlib.figure import Figure
+
+    masks = np.asarray(masks)
+    rows = []
+    for cls in range(1, len(CLASS_NAMES)):
+        areas = (masks == cls).reshape(len(masks), -1).sum(1)
+        if len(areas) and areas.max() > 0:
+            rows.append((CLASS_NAMES[cls], int(np.argmax(areas))))
+    if not rows:
+        return None
+    fig = Figure(figsize=(6.6, 2.2 * len(rows)))
+    axes = fig.subplots(len(rows), 3, squeeze=False)
+    for (name, i), ax_row in zip(rows, axes, strict=True):
+        panels = [mask_to_rgb(masks[i]), None if real is None else real[i], synthetic[i]]
+        for ax, img, title in zip(ax_row, panels, ("mask", "real", "synthetic"), strict=True):
+            ax.axis("off")
+            if img is None:
+                continue
+            img = np.asarray(img) if np.ndim(img) == 3 else np.asarray(img, dtype=np.float32)
+            ax.imshow(img, cmap=None if img.ndim == 3 else "gray", vmin=-1, vmax=1)
+            ax.set_title(f"{name}: {title}", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path

@@ -1,0 +1,183 @@
+"""Where everything of one pipeline run lives: the single definition of the run-folder layout.
+
+    <run>/pipeline.yaml, pipeline_state.json    the resolved pipeline config, stage states
+    <run>/conf/data/pipeline.yaml               the frozen data config every stage reads (data=pipeline)
+    <run>/data/inspect.json, <run>/splits.json  data summary and the patient split
+    <run>/judge/                                segmenter on 100 % of train (FCN-score judge, "full" row)
+    <run>/gan/frac=F/epochs=E/checkpoints/      LcGAN sweep; epoch=EEE.ckpt are the candidates
+    <run>/select/, scores.json, selected.json   scoring and selection
+    <run>/synthetic/frac=F/                     synthetic set of the selected generator
+    <run>/seg/frac=F/aug=A/seed=S/              segmentation sweep
+    <run>/report.md, results.json, figures/     report
+
+Inside every training run dir: config.yaml, train_result.json (written last: the job is done),
+failed.json (the job failed), checkpoints/, test_metrics.json and predictions.npz (segmenters).
+The pipeline, the report and the command-line apps all go through `RunLayout`; nothing else spells
+these names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# Hydra sweep sub-dirs of the two training sweeps (interpolated by Hydra per job).
+GAN_SUBDIR = "frac=${data.fraction}/epochs=${trainer.max_epochs}"
+SEG_SUBDIR = "frac=${data.fraction}/aug=${data.augment}/seed=${seed}"
+
+# Files inside one training run dir.
+TRAIN_RESULT = "train_result.json"
+FAILED = "failed.json"
+TEST_METRICS = "test_metrics.json"
+PREDICTIONS = "predictions.npz"
+CHECKPOINTS = "checkpoints"
+LAST_CKPT = "last.ckpt"
+
+_FRAC_PART = re.compile(r"frac=([0-9.eE+-]+)")
+_EPOCHS_PART = re.compile(r"epochs=(\d+)")
+
+
+def fraction_key(fraction: float) -> str:
+    """JSON key of a fraction: 0.025 -> "0.025", 0.1 -> "0.1"."""
+    return repr(float(fraction))
+
+
+def epoch_ckpt_name(epochs: int) -> str:
+    """File name of the LcGAN checkpoint written after `epochs` training epochs (1-based)."""
+    return f"epoch={int(epochs):03d}.ckpt"
+
+
+def fraction_in_path(path: str | Path) -> float | None:
+    """The fraction of the innermost `frac=F` folder of a path, or None."""
+    for part in reversed(Path(path).parts):
+        if m := _FRAC_PART.fullmatch(part):
+            return float(m.group(1))
+    return None
+
+
+def epochs_in_path(path: str | Path) -> int | None:
+    """The epochs of the innermost `epochs=E` folder of a path (the file name excluded), or None."""
+    for part in reversed(Path(path).parts[:-1]):
+        if m := _EPOCHS_PART.fullmatch(part):
+            return int(m.group(1))
+    return None
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Paths of one pipeline run under `root` (see the module docstring)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # ---- run-level files
+    @property
+    def pipeline_config(self) -> Path:
+        return self.root / "pipeline.yaml"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "pipeline_state.json"
+
+    @property
+    def conf_dir(self) -> Path:
+        """Hydra search path holding the frozen `data=pipeline` option."""
+        return self.root / "conf"
+
+    @property
+    def data_config(self) -> Path:
+        return self.conf_dir / "data" / "pipeline.yaml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def splits(self) -> Path:
+        return self.root / "splits.json"
+
+    # ---- judge
+    @property
+    def judge_dir(self) -> Path:
+        return self.root / "judge"
+
+    # ---- GAN sweep and candidates
+    @property
+    def gan_sweep_dir(self) -> Path:
+        return self.root / "gan"
+
+    def gan_dir(self, fraction: float, epochs: int) -> Path:
+        """Run dir of the GAN trained on `fraction` for `epochs` epochs."""
+        return self.gan_sweep_dir / f"frac={float(fraction)}" / f"epochs={int(epochs)}"
+
+    def candidate_ckpt(self, fraction: float, run_epochs: int, epochs: int) -> Path:
+        """Checkpoint after `epochs` epochs of the GAN run `gan_dir(fraction, run_epochs)`."""
+        return self.gan_dir(fraction, run_epochs) / CHECKPOINTS / epoch_ckpt_name(epochs)
+
+    # ---- selection
+    @property
+    def select_dir(self) -> Path:
+        return self.root / "select"
+
+    @property
+    def candidates(self) -> Path:
+        """The candidate list the pipeline hands to lcgan-select."""
+        return self.select_dir / "candidates.json"
+
+    @property
+    def scores(self) -> Path:
+        return self.root / "scores.json"
+
+    @property
+    def selected(self) -> Path:
+        return self.root / "selected.json"
+
+    # ---- synthetic sets
+    @property
+    def synthetic_root(self) -> Path:
+        return self.root / "synthetic"
+
+    def synthetic_dir(self, fraction: float) -> Path:
+        return self.synthetic_root / f"frac={float(fraction)}"
+
+    @property
+    def synthetic_dir_pattern(self) -> str:
+        """`synthetic_dir` as a Hydra interpolation over the job's `data.fraction`."""
+        return f"{self.synthetic_root}/frac=${{data.fraction}}"
+
+    # ---- segmentation sweep
+    @property
+    def seg_sweep_dir(self) -> Path:
+        return self.root / "seg"
+
+    def seg_dir(self, fraction: float, augment: str, seed: int) -> Path:
+        return self.seg_sweep_dir / f"frac={float(fraction)}" / f"aug={augment}" / f"seed={seed}"
+
+    # ---- report
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results.json"
+
+    @property
+    def results_per_seed(self) -> Path:
+        return self.root / "results_per_seed.json"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.root / "figures"
+
+
+def train_result(run_dir: str | Path) -> Path:
+    """`train_result.json` of a training run dir (its presence means the job is complete)."""
+    return Path(run_dir) / TRAIN_RESULT
+
+
+def last_ckpt(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CHECKPOINTS / LAST_CKPT

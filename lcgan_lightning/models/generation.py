@@ -1,0 +1,147 @@
+"""Using a trained LcGAN generator: reload it from a checkpoint and generate images, seeded per row.
+
+Row i of any generated set uses seed `row_seed(seed, i)` and is generated alone (one mask per
+`generate` call), so a set does not depend on batching and is reproduced bit for bit by the same
+checkpoint, masks, seed, torch build and device type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lcgan_lightning.models.generator import (
+    UNetGenerator,
+    condition_channels,
+    encode_condition,
+    masks_to_onehot,
+    sample_images,
+)
+
+
+def resolve_device(device: str | None) -> str:
+    """"auto" -> "cuda" when a GPU is visible, else "cpu"; anything else is returned as is."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+
+def row_seed(seed: int, row: int) -> int:
+    """Seed of one generated image: independent of batch size and of the other rows."""
+    return int(np.random.SeedSequence([int(seed), int(row)]).generate_state(1)[0])
+
+
+@torch.no_grad()
+def generate_rows(generator: Any, masks: Tensor | np.ndarray, seeds: Sequence[int], dropout: bool = True) -> Tensor:
+    """One image per mask, each with its own seed (one mask per `generate` call).
+
+    masks: [N,H,W] class ids; returns float32 [N,1,H,W] in [-1,1].
+    """
+    masks = torch.as_tensor(np.asarray(masks)).long()
+    if len(seeds) != len(masks):
+        raise ValueError(f"generate_rows: {len(masks)} masks but {len(seeds)} seeds")
+    size = int(getattr(generator, "image_size", masks.shape[-1]))
+    if tuple(masks.shape[-2:]) != (size, size):
+        raise ValueError(
+            f"generator makes {size}x{size} images but the masks are {tuple(masks.shape[-2:])}: "
+            "set data.image_size to the generator's image size"
+        )
+    out = [generator.generate(masks[i : i + 1], seed=int(s), dropout=dropout).float().cpu() for i, s in enumerate(seeds)]
+    return torch.cat(out) if out else torch.empty(0, 1, size, size)
+
+
+def generate_set(generator: Any, masks: np.ndarray, seed: int, dropout: bool = True, chunk: int = 256) -> np.ndarray:
+    """float16 [N,H,W] synthetic images for masks [N,H,W], row i seeded by row_seed(seed, i)."""
+    masks = np.asarray(masks)
+    out = np.empty(masks.shape, dtype=np.float16)
+    for start in range(0, len(masks), chunk):
+        stop = min(start + chunk, len(masks))
+        seeds = [row_seed(seed, i) for i in range(start, stop)]
+        imgs = generate_rows(generator, masks[start:stop].astype(np.int64), seeds, dropout)
+        out[start:stop] = imgs[:, 0].clamp(-1, 1).numpy().astype(np.float16)
+    return out
+
+
+class MaskToCT(nn.Module):
+    """A trained LcGAN generator: lesion masks -> synthetic CT slices."""
+
+    def __init__(self, generator: UNetGenerator, condition: str, image_size: int,
+                 norm_stats: str = "sample", hparams: dict | None = None):
+        super().__init__()
+        self.generator = generator
+        self.condition = condition
+        self.image_size = int(image_size)
+        self.norm_stats = norm_stats
+        self.hparams = dict(hparams or {})
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    def generate(self, masks: torch.Tensor, seed: int, dropout: bool = True) -> torch.Tensor:
+        """masks LongTensor [B,H,W] (class ids) -> FloatTensor [B,1,H,W] in [-1,1].
+
+        dropout=True is the paper's/pix2pix's stochastic mode (dropout active at test time); normalisation
+        uses per-image statistics (`norm_stats="sample"`, pix2pix at batch size 1) unless set to "running".
+        Same masks and seed -> same images.
+        """
+        if masks.dim() != 3 or masks.shape[-1] != self.image_size or masks.shape[-2] != self.image_size:
+            raise ValueError(
+                f"masks must be [B,{self.image_size},{self.image_size}] for this generator, got {tuple(masks.shape)}"
+            )
+        onehot = masks_to_onehot(masks.to(self.device))
+        cond = encode_condition(onehot, self.condition)
+        return sample_images(self.generator, cond, seed=seed, dropout=dropout, norm_stats=self.norm_stats)
+
+
+def _load_checkpoint(path: Path, map_location: Any) -> dict:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception:  # older/other pickled content (e.g. OmegaConf containers); our own files are trusted
+        return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def load_generator(ckpt_path: str | Path, map_location: Any = "cpu", norm_stats: str | None = None) -> MaskToCT:
+    """Rebuild the generator of an LcGAN checkpoint from the file alone (hparams + weights)."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"generator checkpoint not found: {path}")
+    ckpt = _load_checkpoint(path, map_location)
+    hp = ckpt.get("hyper_parameters")
+    if not hp or "image_size" not in hp or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not an LcGAN checkpoint (missing hyper_parameters/state_dict)")
+    hp = dict(hp)
+    gen = UNetGenerator(condition_channels(hp["condition"]), 1, image_size=hp["image_size"], ngf=hp["ngf"],
+                        norm=hp["norm"], dropout=hp["dropout"])
+    state = {k[len("generator."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}
+    gen.load_state_dict(state)
+    gen.to(map_location if not isinstance(map_location, dict) else "cpu")
+    gen.eval()
+    return MaskToCT(gen, hp["condition"], hp["image_size"],
+                    norm_stats=norm_stats or hp.get("sample_norm_stats", "sample"), hparams=hp)
+
+
+def checkpoint_image_source(ckpt_path: str | Path, device: str | torch.device | None = None):
+    """A `(masks, seed) -> float16 images` function generating from an LcGAN checkpoint, as
+    `generate_set` does (row i seeded by row_seed(seed, i), dropout on); for `data.generator_ckpt`.
+
+    The generator is loaded on first use, on the current CUDA device when there is one.
+    """
+
+    def generate(masks: np.ndarray, seed: int) -> np.ndarray:
+        dev = device or (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+        gen = load_generator(ckpt_path, map_location=dev)
+        if masks.shape[-1] != gen.image_size or masks.shape[-2] != gen.image_size:
+            raise ValueError(
+                f"{ckpt_path}: generator makes {gen.image_size}² images, training masks are "
+                f"{masks.shape[-2]}×{masks.shape[-1]} (data.image_size must match the GAN's)"
+            )
+        return generate_set(gen, np.asarray(masks), int(seed), dropout=True)
+
+    return generate

@@ -1,0 +1,131 @@
+"""Training stage: fit (and test, for segmenters) one configured model in one run dir.
+
+`lcgan-train` (:mod:`lcgan_lightning.cli.train`) is its command line; sweeps and the pipeline call
+the same `run_job`. Writes, in the run dir: config.yaml, checkpoints/, the CSV log (+ W&B),
+train_result.json last (or failed.json), and the model callbacks' files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.model_helpers import is_overridden
+
+from lcgan_lightning.config import to_plain
+from lcgan_lightning.layout import FAILED, last_ckpt, train_result
+
+log = logging.getLogger(__name__)
+
+
+def _image_source(data_cfg: DictConfig):
+    """`data.generator_ckpt` as the datamodule's image source (None when the data needs no generator)."""
+    ckpt = data_cfg.get("generator_ckpt")
+    if not ckpt or data_cfg.get("synthetic_dir"):
+        return None
+    from lcgan_lightning.models.generation import checkpoint_image_source
+
+    return checkpoint_image_source(ckpt)
+
+
+class StoreRunConfig(pl.Callback):
+    """Put the resolved run config into every checkpoint (`checkpoint["run_config"]`)."""
+
+    def __init__(self, run_config: dict[str, Any]) -> None:
+        self.run_config = run_config
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:  # noqa: D102
+        checkpoint["run_config"] = self.run_config
+
+
+def _instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every `_target_` entry of a config group dict (callbacks, loggers)."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
+
+
+def _resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """`last` means this run dir's checkpoints/last.ckpt (None when absent: a fresh start)."""
+    if ckpt_path != "last":
+        return ckpt_path
+    last = last_ckpt(run_dir)
+    if last.exists():
+        return str(last)
+    log.info("ckpt_path=last but %s does not exist: starting from scratch", last)
+    return None
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit (and test, for segmenters) the configured model; returns the final metrics."""
+    started = time.time()
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.seed, workers=True)
+
+    resolved = to_plain(cfg)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+
+    datamodule: pl.LightningDataModule = instantiate(cfg.data, image_source=_image_source(cfg.data))
+    model: pl.LightningModule = instantiate(cfg.model)
+
+    callbacks = _instantiate_group(cfg.get("callbacks")) + [StoreRunConfig(resolved)]
+    loggers = [pl.loggers.CSVLogger(save_dir=str(run_dir), name="csv", version="")]
+    loggers += _instantiate_group(cfg.get("logger"))
+
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=_resolve_ckpt_path(cfg.get("ckpt_path"), run_dir))
+
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if cfg.get("test") and is_overridden("test_step", model):
+        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt or None)
+        metrics.update({k: float(v) for k, v in (results[0] if results else {}).items()})
+
+    summary = {
+        "metrics": metrics,
+        "best_ckpt": getattr(trainer.checkpoint_callback, "best_model_path", None) or None,
+        "last_ckpt": str(last_ckpt(run_dir)) if last_ckpt(run_dir).exists() else None,
+        "epochs": trainer.current_epoch,
+        "wall_s": round(time.time() - started, 2),
+    }
+    if trainer.is_global_zero:
+        train_result(run_dir).write_text(json.dumps(summary, indent=2))
+    if any(isinstance(lg, pl.loggers.WandbLogger) for lg in loggers):
+        import wandb
+
+        wandb.finish()  # close the (offline) run so the next job of a sweep starts its own
+    return summary
+
+
+def run_job(cfg: DictConfig) -> dict[str, Any] | None:
+    """One job of a (possibly pipelined) sweep.
+
+    `skip_if_done`: a run dir holding `train_result.json` is complete and is not trained again.
+    `catch_errors`: a failing job writes `failed.json` (error and traceback) instead of raising,
+    so the other jobs of a multirun still run; the pipeline reports it by name.
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    done = train_result(run_dir)
+    if cfg.get("skip_if_done") and done.exists():
+        log.info("%s is complete (train_result.json exists): skipped", run_dir)
+        return json.loads(done.read_text())
+    (run_dir / FAILED).unlink(missing_ok=True)
+    try:
+        return train(cfg)
+    except Exception as err:
+        if not cfg.get("catch_errors"):
+            raise
+        import traceback
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        failure = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+        (run_dir / FAILED).write_text(json.dumps(failure, indent=2))
+        log.error("job in %s failed: %s", run_dir, failure["error"])
+        return None
