@@ -302,7 +302,9 @@ class SegmentationMetrics(Metric):
         ]
         present = [
             float(s / c) if c else float("nan")
-            for s, c in zip(self.present_sum.cpu().numpy(), self.present_n.cpu().numpy(), strict=True)
+            for s, c in zip(
+                self.present_sum.cpu().numpy(), self.present_n.cpu().numpy(), strict=True
+            )
         ]
         tp, fp, fn = (int(v) for v in self.counts.cpu())
         precision, recall = precision_recall(tp, fp, fn)
