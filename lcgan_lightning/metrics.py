@@ -16,6 +16,16 @@ Per-class DSC (Table 3)
     prediction. A class present in no image of the set (neither truth nor prediction) has no
     value: NaN in memory, ``null`` in JSON.
 
+Per-class DSC over truth-present images (``per_class_dsc_present``)
+    For class c, the mean of Dice_c over the images whose TRUTH holds class c; images where c
+    is only predicted (false alarms of that class) are left out, so the value answers "how well
+    is class c segmented where it exists". NaN (``null``) when no truth image holds c.
+
+Binary lesion DSC (``binary_dsc``)
+    Per image, lesion = any class 1..5 against background: 2|P ∩ T| / (|P| + |T|) with P, T the
+    predicted and true lesion pixels, 1.0 when both are empty; averaged over all images. Lesion
+    type is ignored (an IPH predicted as SAH at the right place scores 1).
+
 Detection precision / recall (Table 2), class-agnostic
     Per image, lesion = any class 1..5 (binary); connected components with 8-connectivity
     (``scipy.ndimage.label``) of the true lesion mask and of the predicted lesion mask.
@@ -96,6 +106,29 @@ def image_dsc(pred: np.ndarray, true: np.ndarray, num_classes: int = NUM_CLASSES
     return dsc_of_class_dice(class_dice(pred, true, num_classes))
 
 
+def truth_classes(true: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Boolean [num_classes - 1]: which lesion classes 1..num_classes-1 occur in the truth."""
+    true = _as_numpy(true)
+    return np.isin(np.arange(1, num_classes), np.unique(true))
+
+
+def truth_present_dice(
+    pred: np.ndarray, true: np.ndarray, num_classes: int = NUM_CLASSES
+) -> np.ndarray:
+    """Dice of each lesion class on one image; NaN where the class is absent from the truth."""
+    d = class_dice(pred, true, num_classes)
+    return np.where(truth_classes(true, num_classes), d, np.nan)
+
+
+def binary_dice(pred: np.ndarray, true: np.ndarray) -> float:
+    """Binary lesion DSC of one image (any class > 0 vs background); 1.0 when both are empty."""
+    pred, true = _as_numpy(pred), _as_numpy(true)
+    _check_pair(pred, true, 2)
+    s, g = pred > 0, true > 0
+    total = int(s.sum()) + int(g.sum())
+    return 2.0 * int(np.logical_and(s, g).sum()) / total if total else 1.0
+
+
 def detection_counts(
     pred: np.ndarray,
     true: np.ndarray,
@@ -146,7 +179,8 @@ def compute_metrics(
     min_dsc: float = MIN_DSC_FOR_TP,
     fp_area_at_256: float = MIN_FP_AREA_AT_256,
 ) -> dict[str, Any]:
-    """METRICS dict {"dsc", "precision", "recall", "per_class_dsc"} plus "n_images" and "detection".
+    """METRICS dict {"dsc", "precision", "recall", "per_class_dsc"} plus "n_images", "detection",
+    "binary_dsc" and "per_class_dsc_present".
 
     ``preds`` and ``trues`` are label maps [N, H, W]. Per-class values are NaN for classes
     present nowhere (use :func:`to_json_safe` before writing JSON).
@@ -202,8 +236,9 @@ class SegmentationMetrics(Metric):
 
     ``update(preds, target)`` takes predicted label maps [B, H, W] (or logits [B, C, H, W]) and
     true label maps [B, H, W]; ``compute()`` returns the METRICS dict
-    {"dsc", "precision", "recall", "per_class_dsc": {"IPH", ..., "SDH"}} plus "n_images" and
-    "detection": {"tp", "fp", "fn"}. All states are sums, so DDP synchronisation is exact.
+    {"dsc", "precision", "recall", "per_class_dsc": {"IPH", ..., "SDH"}} plus "n_images",
+    "detection": {"tp", "fp", "fn"}, "binary_dsc" and "per_class_dsc_present": {"IPH", ...}.
+    All states are sums, so DDP synchronisation is exact.
     """
 
     full_state_update = False
@@ -227,12 +262,17 @@ class SegmentationMetrics(Metric):
         self.add_state("class_sum", torch.zeros(k, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("class_n", torch.zeros(k, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("counts", torch.zeros(3, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("binary_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("present_sum", torch.zeros(k, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("present_n", torch.zeros(k, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         p, t = _as_label_batch(preds, target)
         area = min_fp_area(*t.shape[1:], at_256=self.fp_area_at_256)
         dsc_sum, class_sum = 0.0, np.zeros(self.num_classes - 1)
         class_n, counts = np.zeros(self.num_classes - 1, dtype=np.int64), np.zeros(3, np.int64)
+        binary_sum, present_sum = 0.0, np.zeros(self.num_classes - 1)
+        present_n = np.zeros(self.num_classes - 1, dtype=np.int64)
         for pi, ti in zip(p, t, strict=True):
             d = class_dice(pi, ti, self.num_classes)
             present = ~np.isnan(d)
@@ -240,11 +280,18 @@ class SegmentationMetrics(Metric):
             class_sum += np.where(present, d, 0.0)
             class_n += present
             counts += detection_counts(pi, ti, self.min_dsc, area)
+            in_truth = truth_classes(ti, self.num_classes)
+            present_sum += np.where(in_truth, d, 0.0)
+            present_n += in_truth
+            binary_sum += binary_dice(pi, ti)
         self.dsc_sum += dsc_sum
         self.n_images += len(p)
         self.class_sum += torch.as_tensor(class_sum, device=self.class_sum.device)
         self.class_n += torch.as_tensor(class_n, device=self.class_n.device)
         self.counts += torch.as_tensor(counts, device=self.counts.device)
+        self.binary_sum += binary_sum
+        self.present_sum += torch.as_tensor(present_sum, device=self.present_sum.device)
+        self.present_n += torch.as_tensor(present_n, device=self.present_n.device)
 
     def compute(self) -> dict[str, Any]:
         n = int(self.n_images)
@@ -252,6 +299,12 @@ class SegmentationMetrics(Metric):
         class_sum = self.class_sum.cpu().numpy()
         per_class = [
             float(s / c) if c else float("nan") for s, c in zip(class_sum, class_n, strict=True)
+        ]
+        present = [
+            float(s / c) if c else float("nan")
+            for s, c in zip(
+                self.present_sum.cpu().numpy(), self.present_n.cpu().numpy(), strict=True
+            )
         ]
         tp, fp, fn = (int(v) for v in self.counts.cpu())
         precision, recall = precision_recall(tp, fp, fn)
@@ -262,4 +315,6 @@ class SegmentationMetrics(Metric):
             "per_class_dsc": dict(zip(LESION_CLASSES, per_class, strict=False)),
             "n_images": n,
             "detection": {"tp": tp, "fp": fp, "fn": fn},
+            "binary_dsc": float(self.binary_sum) / n if n else float("nan"),
+            "per_class_dsc_present": dict(zip(LESION_CLASSES, present, strict=False)),
         }

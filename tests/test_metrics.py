@@ -9,6 +9,7 @@ import torch
 
 from lcgan_lightning.metrics import (
     SegmentationMetrics,
+    binary_dice,
     class_dice,
     compute_metrics,
     detection_counts,
@@ -16,6 +17,9 @@ from lcgan_lightning.metrics import (
     metrics_from_predictions,
     min_fp_area,
     precision_recall,
+    to_json_safe,
+    truth_classes,
+    truth_present_dice,
     write_metrics_json,
 )
 
@@ -176,3 +180,63 @@ def test_predictions_file_roundtrip(tmp_path):
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="same shape"):
         image_dsc(blank(8), blank(16))
+
+
+def four_images() -> tuple[np.ndarray, np.ndarray]:
+    """Hand-made 4x4 cases for binary and truth-present DSC (values worked out in the test)."""
+    t = np.zeros((4, 4, 4), np.uint8)
+    p = np.zeros((4, 4, 4), np.uint8)
+    # A: IPH 4 px truth, 3 px predicted inside; IVH 1 px truth, 2 px predicted (1 overlap)
+    t[0, 0:2, 0:2] = 1
+    t[0, 2, 3] = 2
+    p[0, 0:2, 0:2] = 1
+    p[0, 1, 1] = 0
+    p[0, 2, 2:4] = 2
+    # B: IPH 2 px truth, missed; SAH 1 px predicted elsewhere (false alarm of a class)
+    t[1, 0, 0:2] = 1
+    p[1, 3, 3] = 3
+    # C: both empty.  D: truth empty, IVH 1 px predicted
+    p[3, 2, 2] = 2
+    return p, t
+
+
+def test_binary_and_truth_present_dice_by_hand():
+    p, t = four_images()
+    # A: binary |P| = 3 + 2, |T| = 4 + 1, overlap 3 + 1 -> 8/10
+    assert binary_dice(p[0], t[0]) == pytest.approx(0.8)
+    assert binary_dice(p[1], t[1]) == 0.0
+    assert binary_dice(p[2], t[2]) == 1.0
+    assert binary_dice(p[3], t[3]) == 0.0
+    # lesion type is ignored by the binary score
+    assert binary_dice(np.where(t[0] > 0, 5, 0), t[0]) == 1.0
+    assert truth_classes(t[0]).tolist() == [True, True, False, False, False]
+    d = truth_present_dice(p[0], t[0])
+    assert d[:2] == pytest.approx([6 / 7, 2 / 3])
+    assert np.isnan(d[2:]).all()
+    d = truth_present_dice(p[1], t[1])
+    assert d[0] == 0.0
+    assert np.isnan(d[1:]).all()  # SAH only predicted: left out (class_dice gives it 0)
+    assert class_dice(p[1], t[1])[2] == 0.0
+    assert np.isnan(truth_present_dice(p[3], t[3])).all()
+
+
+def test_set_binary_and_truth_present_dsc():
+    p, t = four_images()
+    m = compute_metrics(p, t)
+    assert m["binary_dsc"] == pytest.approx((0.8 + 0 + 1 + 0) / 4)
+    present = m["per_class_dsc_present"]
+    assert present["IPH"] == pytest.approx((6 / 7 + 0) / 2)
+    assert present["IVH"] == pytest.approx(2 / 3)  # D's predicted-only IVH is left out
+    assert all(math.isnan(present[k]) for k in ("SAH", "EDH", "SDH"))
+    # the existing truth-or-prediction definition is unchanged: D's IVH and B's SAH count as 0
+    assert m["per_class_dsc"]["IVH"] == pytest.approx((2 / 3 + 0) / 2)
+    assert m["per_class_dsc"]["SAH"] == 0.0
+    # batched accumulation gives the same sums
+    metric = SegmentationMetrics()
+    metric.update(torch.as_tensor(p[:1]), torch.as_tensor(t[:1]))
+    metric.update(torch.as_tensor(p[1:]), torch.as_tensor(t[1:]))
+    got = metric.compute()
+    assert got["binary_dsc"] == pytest.approx(m["binary_dsc"], abs=1e-12)
+    assert got["per_class_dsc_present"] == pytest.approx(present, abs=1e-12, nan_ok=True)
+    loaded = json.loads(json.dumps(to_json_safe(m)))
+    assert loaded["per_class_dsc_present"]["SAH"] is None
