@@ -75,8 +75,9 @@ class MaskBankConfig:
 @dataclass
 class NovelMasks:
     """New masks uint8 [n,H,W]; one provenance dict per mask (``transform``, ``source_rows`` into
-    the training masks, ``params``); rejected candidates counted by reason; ``complete`` is False
-    when the retry budget ran out before n masks (then ``masks`` holds fewer)."""
+    the training masks, ``params``); ``rejected`` counts rejected candidates by reason (one with
+    several reasons counts under each); ``attempts`` is the number of candidates drawn;
+    ``complete`` is False when the retry budget ran out before n masks (``masks`` holds fewer)."""
 
     masks: np.ndarray
     provenance: list[dict]

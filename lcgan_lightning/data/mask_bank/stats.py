@@ -129,7 +129,7 @@ class MaskStats:
     shape: tuple[int, int]
     region: IntracranialRegion
     components: list[Component]
-    rows_with: dict[int, np.ndarray]  # class -> training rows containing it
+    rows_with: dict[int, np.ndarray]  # class -> training rows containing it (fragment-free first)
     presence: np.ndarray  # [NUM_CLASSES] number of masks containing each class
     area_min: np.ndarray  # [NUM_CLASSES] smallest per-mask class area among masks with the class
     area_max: np.ndarray
@@ -161,12 +161,15 @@ def describe_masks(masks: np.ndarray, min_fragment_area: int, ventricle_margin_p
     region = estimate_region(masks)
     comps: list[Component] = []
     counts = np.zeros((n, NUM_CLASSES), dtype=np.int64)
+    clean = np.zeros(n, dtype=bool)
     for i in range(n):
         box = lesion_bbox(masks[i])
         if box is None:
             continue
         crop = masks[i][box]
         counts[i] = np.bincount(crop.ravel(), minlength=NUM_CLASSES)
+        lab, k = ndimage.label(crop > 0, structure=CONNECTIVITY)
+        clean[i] = np.bincount(lab.ravel(), minlength=k + 1)[1:].min() >= min_fragment_area
         for c in np.flatnonzero(counts[i, 1:]) + 1:
             lab, k = ndimage.label(crop == c, structure=CONNECTIVITY)
             for j, sl in enumerate(ndimage.find_objects(lab), start=1):
@@ -201,7 +204,9 @@ def describe_masks(masks: np.ndarray, min_fragment_area: int, ventricle_margin_p
         phi = np.asarray([x.phi for x in comps if x.cls == c])
         angles[c] = np.concatenate([phi, _mirror_angle(phi)])
         rhos[c] = np.asarray([x.rho for x in comps if x.cls == c])
-    rows_with = {c: np.flatnonzero(present[:, c]) for c in range(1, NUM_CLASSES)}
+    # geometric sources: rows whose components all pass the fragment check, if the class has any
+    rows_with = {c: np.flatnonzero(present[:, c] & clean) if (present[:, c] & clean).any()
+                 else np.flatnonzero(present[:, c]) for c in range(1, NUM_CLASSES)}
     return MaskStats((h, w), region, comps, rows_with, present.sum(axis=0), area_min, area_max,
                      ventricles.astype(bool), angles, rhos, ivh)
 
