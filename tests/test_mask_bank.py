@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -101,12 +102,17 @@ def test_region_of_two_squares_is_their_hull():
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_geometric_keeps_class_ids(seed):
+@pytest.mark.parametrize("classes", ["all", "IVH+SDH"])
+def test_geometric_keeps_class_ids(seed, classes):
     src = all_classes_mask()
+    if classes == "IVH+SDH":  # touching blobs of 2 and 5 on 0: blending would write 1, 3 or 4
+        src = np.zeros_like(src)
+        src[20:36, 20:30] = IVH
+        src[20:36, 30:40] = SDH
     geo = GeometricVariation(src.shape, 25.0, (0.8, 1.2), 0.5, 1.0, 400.0, 10.0)
     out, params = geo(src, np.random.default_rng(seed))
     assert out.dtype == np.uint8 and out.shape == src.shape
-    assert set(np.unique(out)) <= set(np.unique(src))
+    assert set(np.unique(out)) == set(np.unique(src))
     assert not np.array_equal(out, src)
     assert set(params) == {"flip", "rotate_deg", "scale", "elastic"} and params["elastic"]
     assert -25 <= params["rotate_deg"] <= 25 and 0.8 <= params["scale"] <= 1.2
@@ -157,6 +163,7 @@ def test_every_new_mask_is_valid_and_traceable(bank, masks, generated):
     assert generated.complete and generated.masks.shape == (120, 96, 96)
     assert generated.masks.dtype == np.uint8 and generated.masks.max() <= 5
     kinds = {p["transform"] for p in generated.provenance}
+    assert json.loads(json.dumps(generated.provenance)) == generated.provenance
     assert kinds == {"geometric", "transplant"}
     for new, prov in zip(generated.masks, generated.provenance, strict=True):
         assert check_mask(new, bank.stats, cfg.min_fragment_area, cfg.region_tolerance_px) == []
@@ -285,6 +292,11 @@ def test_bad_training_masks_raise(bad, message):
 def test_bad_config_raises(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MaskBankConfig(**kwargs)
+
+
+def test_config_from_plain_containers():
+    cfg = MaskBankConfig(sources={"transplant": 2}, scale=[0.95, 1.05])  # as YAML gives them
+    assert cfg.scale == (0.95, 1.05) and cfg.sources == {"transplant": 2}
 
 
 # ----------------------------------------------------------------------------- diversity

@@ -54,6 +54,8 @@ class MaskBankConfig:
     max_tries_per_mask: int = 20
 
     def __post_init__(self) -> None:
+        self.sources = dict(self.sources)  # plain types when built from a Hydra/OmegaConf node
+        self.scale = tuple(self.scale)
         unknown = set(self.sources) - set(SOURCES)
         if unknown or not self.sources:
             raise ValueError(f"MaskBankConfig.sources: unknown {sorted(unknown)}; use {SOURCES}")

@@ -30,8 +30,8 @@ def validate_masks(masks: np.ndarray, name: str = "train_masks") -> np.ndarray:
                          f"got shape {arr.shape}")
     if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
         raise ValueError(f"{name}: label maps must have an integer dtype, got {arr.dtype}")
-    bad = np.setdiff1d(np.unique(arr), np.arange(NUM_CLASSES))
-    if bad.size:
+    if arr.min() < 0 or arr.max() >= NUM_CLASSES:
+        bad = np.setdiff1d(np.unique(arr), np.arange(NUM_CLASSES))
         raise ValueError(f"{name}: values {bad.tolist()[:10]} outside the class ids "
                          f"0-{NUM_CLASSES - 1}")
     return arr.astype(np.uint8, copy=False)
@@ -193,7 +193,10 @@ def describe_masks(masks: np.ndarray, min_fragment_area: int, ventricle_margin_p
     ivh = np.asarray([c.centroid for c in comps if c.cls == IVH]).reshape(-1, 2)
     ivh = np.concatenate([ivh, np.stack([ivh[:, 0], (w - 1) - ivh[:, 1]], axis=1)])
     ventricles = np.zeros((h, w), dtype=np.uint8)
-    ivh_pix = (masks == IVH).any(axis=0)
+    ivh_pix = np.zeros((h, w), dtype=bool)
+    for x in comps:
+        if x.cls == IVH:
+            ivh_pix[x.top:x.top + x.crop.shape[0], x.left:x.left + x.crop.shape[1]] |= x.crop
     ivh_pix |= ivh_pix[:, ::-1]
     if ivh_pix.any():
         hull = cv2.convexHull(np.argwhere(ivh_pix)[:, ::-1].astype(np.int32))
