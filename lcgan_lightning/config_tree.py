@@ -2,6 +2,7 @@
 
 Like the lightning-hydra-template's `print_config_tree`: one branch per top-level key, the
 config groups first in a fixed order (`DEFAULT_ORDER`), then every other key as it comes.
+Also `MakeSweepDir`, the Hydra start-up callback `conf/hparams_search/seg_optuna.yaml` needs.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import rich
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.syntax import Syntax
@@ -71,3 +74,14 @@ def print_config_tree(
         save_to.mkdir(parents=True, exist_ok=True)
         (save_to / TREE_FILE).write_text(text)
     return text
+
+
+class MakeSweepDir(Callback):
+    """Hydra callback: create the sweep dir before the sweeper starts.
+
+    The Optuna sweeper opens its `sqlite:///<sweep dir>/optuna.db` storage before the launcher
+    creates the sweep dir, and SQLite does not create missing folders.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:  # noqa: D102
+        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
