@@ -20,9 +20,9 @@ register_resolvers()
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns `optimized_metric` (if configured) for hyper-parameter sweepers."""
     summary = run_job(cfg)
-    if summary is None:
-        return None
     key = cfg.get("optimized_metric")
+    if summary is None:  # failed under catch_errors: a sweeper scores it instead of stopping
+        return cfg.get("failed_metric_value") if key else None
     return summary["metrics"].get(key) if key else None
 
 
