@@ -113,6 +113,7 @@ class Pipeline:
             "callbacks=none",
             "skip_if_done=true",
             "catch_errors=true",
+            "print_config=false",
             "ckpt_path=last",
             *list(stage_cfg.get("overrides") or []),
         ]

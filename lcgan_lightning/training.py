@@ -16,9 +16,11 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from lcgan_lightning.config import to_plain
+from lcgan_lightning.config_tree import print_config_tree
 from lcgan_lightning.layout import FAILED, last_ckpt, train_result
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     resolved = to_plain(cfg)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    if cfg.get("print_config") and rank_zero_only.rank == 0:
+        print_config_tree(cfg, save_to=run_dir)
 
     datamodule: pl.LightningDataModule = instantiate(cfg.data, image_source=_image_source(cfg.data))
     model: pl.LightningModule = instantiate(cfg.model)
