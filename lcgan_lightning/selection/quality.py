@@ -32,10 +32,10 @@ SHARPNESS_CONVENTION = (
     "sharpness = variance of the 3x3 Laplacian of each whole image mapped to [0,1] (interior pixels); "
     "fft_mean = mean |FFT2| (orthonormal) of each whole image mapped to [0,1], DC term excluded. "
     "Both are averaged over a candidate's images; for both, HIGHER IS SHARPER (less blurry). "
-    "sharpness_in_head = the same Laplacian variance over the head of the REAL slice of the same mask "
-    "only (pixels above -1 + 0.1, largest connected part, holes filled, eroded by max(1, H//64) px); "
-    "sharpness_ratio = mean sharpness_in_head of the candidate / that of the real slices, same regions "
-    "(1 = as sharp as real; noise pushes it above 1, blur below)."
+    "sharpness_in_head = the same Laplacian variance over the head of the REAL slice of the same "
+    "mask only (pixels above -1 + 0.1, largest connected part, holes filled, eroded by "
+    "max(1, H//64) px); sharpness_ratio = mean sharpness_in_head of the candidate / that of the "
+    "real slices, same regions (1 = as sharp as real; noise pushes it above 1, blur below)."
 )
 
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
@@ -80,7 +80,9 @@ def laplacian_variance(images: Tensor, region: Tensor | np.ndarray | None = None
     return torch.where(n > 0, var, torch.full_like(var, float("nan")))
 
 
-def head_region(real_images: Tensor | np.ndarray, eps: float = 0.1, erode: int | None = None) -> Tensor:
+def head_region(
+    real_images: Tensor | np.ndarray, eps: float = 0.1, erode: int | None = None
+) -> Tensor:
     """Boolean head mask [B,1,H,W] of real CT slices [B,1,H,W] or [B,H,W] in [-1,1].
 
     Per slice: pixels above the window floor (-1 + eps), the largest connected part (drops stray
@@ -115,7 +117,9 @@ def sharpness_ratio(fake: Tensor, real: Tensor, region: Tensor | np.ndarray | No
     NaN when the real slices have no in-head detail at all.
     """
     if fake.shape[0] != real.shape[0]:
-        raise ValueError(f"sharpness_ratio: {fake.shape[0]} generated but {real.shape[0]} real images")
+        raise ValueError(
+            f"sharpness_ratio: {fake.shape[0]} generated but {real.shape[0]} real images"
+        )
     region = head_region(real) if region is None else region
     num = nanmean(laplacian_variance(fake, region))
     den = nanmean(laplacian_variance(real, region))

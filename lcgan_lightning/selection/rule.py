@@ -23,8 +23,8 @@ Rules (``rule.name``):
   default 0.01) of the best are tied, and the tie goes to higher ``fooled``, then smaller
   ``|ln sharpness_ratio|``, then fewer epochs, then checkpoint path. Its figure is the FCN score of
   the candidates that pass the gate, NaN (null in scores.json) for the excluded ones.
-* ``mean_rank``: rank the candidates of one fraction on each criterion in ``weights`` (1 = best; ties
-  share the average rank), take the weighted mean of the ranks, pick the lowest mean rank.
+* ``mean_rank``: rank the candidates of one fraction on each criterion in ``weights`` (1 = best;
+  ties share the average rank), take the weighted mean of the ranks, pick the lowest mean rank.
 * ``weighted``: z-score each criterion across the fraction's candidates (a criterion with zero
   spread contributes 0), pick the largest weighted sum.
 * ``fcn_score``: the highest FCN score only.
@@ -50,20 +50,25 @@ RULES = ("fcn_first", "mean_rank", "weighted", "fcn_score")
 DEFAULT_RULE = "fcn_first"
 DEFAULT_WEIGHTS: dict[str, float] = {"fcn_score": 1.0, "sharpness": 1.0, "fooled": 1.0}
 # fcn_first's parameters (conf/select.yaml rule.*), keyword arguments of `select`
-DEFAULT_PARAMS: dict[str, float] = {"sharpness_ratio_min": 0.5, "sharpness_ratio_max": 2.0, "fcn_tolerance": 0.01}
+DEFAULT_PARAMS: dict[str, float] = {
+    "sharpness_ratio_min": 0.5,
+    "sharpness_ratio_max": 2.0,
+    "fcn_tolerance": 0.01,
+}
 
 RULE_CONVENTION = (
-    "Selection per fraction; the paper gives no rule, fcn_first is our reading of it. fcn_first: "
-    "(a) quality gate: candidates with sharpness_ratio (in-head Laplacian variance / real slices' of "
-    "the same masks) outside [sharpness_ratio_min, sharpness_ratio_max] (default [0.5, 2]) are "
-    "excluded; if all fail, the smallest |ln sharpness_ratio| is taken; (b) highest fcn_score (judge "
-    "Dice on generated images) wins; candidates within fcn_tolerance (default 0.01, absolute) of the "
-    "best are tied, broken by higher fooled (=fooled_0.1: share of held-out generated images called "
-    "real at p(real)>=0.1), then smaller |ln sharpness_ratio|, then fewer epochs, then checkpoint "
-    "path; rule_figure = fcn_score of the candidates passing the gate, null for excluded ones. "
-    "Other rules, criteria higher-is-better, sharpness = whole-image Laplacian variance: mean_rank: "
-    "rank on each weighted criterion (1=best, ties share the average rank), weighted mean of ranks, "
-    "lowest wins. weighted: weighted sum of z-scores, highest wins. fcn_score: highest FCN score. "
+    "Selection per fraction; the paper gives no rule, fcn_first is our reading of it. "
+    "fcn_first: (a) quality gate: candidates with sharpness_ratio (in-head Laplacian variance / "
+    "the real slices' of the same masks) outside [sharpness_ratio_min, sharpness_ratio_max] "
+    "(default [0.5, 2]) are excluded; if all fail, the smallest |ln sharpness_ratio| is taken; "
+    "(b) highest fcn_score (judge Dice on generated images) wins; candidates within fcn_tolerance "
+    "(default 0.01, absolute) of the best are tied, broken by higher fooled (=fooled_0.1: share "
+    "of held-out generated images called real at p(real)>=0.1), then smaller |ln "
+    "sharpness_ratio|, then fewer epochs, then checkpoint path; rule_figure = fcn_score of the "
+    "candidates passing the gate, null for excluded ones. Other rules, criteria "
+    "higher-is-better, sharpness = whole-image Laplacian variance: mean_rank: rank on each "
+    "weighted criterion (1=best, ties share the average rank), weighted mean of ranks, lowest "
+    "wins. weighted: weighted sum of z-scores, highest wins. fcn_score: highest FCN score. "
     "Ties there: higher fcn_score, then fewer epochs, then checkpoint path."
 )
 
@@ -168,7 +173,8 @@ def _fcn_first(
     """The fcn_first rule (module docstring): sharpness gate, then FCN score, then tie-breaks."""
     if not 0.0 < ratio_min <= 1.0 <= ratio_max:
         raise ValueError(
-            f"fcn_first: the sharpness gate [{ratio_min}, {ratio_max}] must satisfy 0 < min <= 1 <= max"
+            f"fcn_first: the sharpness gate [{ratio_min}, {ratio_max}] must satisfy "
+            "0 < min <= 1 <= max"
         )
     if not tolerance >= 0.0:
         raise ValueError(f"fcn_first: fcn_tolerance must be >= 0, got {tolerance}")
@@ -182,39 +188,42 @@ def _fcn_first(
     log_dev = np.abs(np.log(ratio)) if have_ratio else np.zeros(n)
     fooled = np.array([_value(c, "fooled") for c in candidates])
     have_fooled = not np.isnan(fooled).any()
-    notes: list[str] = []
+    parts: list[str] = []  # the reason, in the order the rule applies its steps
 
     def tail(i: int) -> tuple:
         c = candidates[i]
         return int(c.get("epochs", 0)), str(c.get("checkpoint", ""))
 
     def describe(i: int) -> str:
-        parts = [f"fcn_score={fcn[i]:.4g}"]
+        figs = [f"fcn_score={fcn[i]:.4g}"]
         if have_ratio:
-            parts.append(f"sharpness_ratio={ratio[i]:.3g}")
+            figs.append(f"sharpness_ratio={ratio[i]:.3g}")
         if have_fooled:
-            parts.append(f"fooled={fooled[i]:.3g}")
-        return f"{_label(candidates[i], i)} ({', '.join(parts)})"
+            figs.append(f"fooled={fooled[i]:.3g}")
+        return f"{_label(candidates[i], i)} ({', '.join(figs)})"
 
     gate = f"{ratio_min:g} <= sharpness_ratio <= {ratio_max:g}"
     if not have_ratio:
         passing = list(range(n))
-        notes.append("sharpness_ratio missing for some candidate: no sharpness gate, no sharpness tie-break")
+        parts.append(
+            "no sharpness gate, no sharpness tie-break (sharpness_ratio missing for some candidate)"
+        )
     else:
         passing = [i for i in range(n) if ratio_min <= ratio[i] <= ratio_max]
-        excluded = [f"{_label(candidates[i], i)} {ratio[i]:.3g}" for i in range(n) if i not in passing]
+        excluded = [f"{_label(candidates[i], i)} (ratio {ratio[i]:.3g})"
+                    for i in range(n) if i not in passing]
         if not passing:
             best = min(range(n), key=lambda i: (round(float(log_dev[i]), 12), -fcn[i], *tail(i)))
             reason = (
-                f"fcn_first: no candidate of {n} passes the sharpness gate {gate} (ratios: "
-                f"{', '.join(excluded)}); fell back to the one closest to real sharpness "
+                f"fcn_first: no candidate of {n} passes the sharpness gate {gate} "
+                f"({', '.join(excluded)}); fell back to the one closest to real sharpness "
                 f"(smallest |ln sharpness_ratio|): {describe(best)}"
             )
             return best, reason, [float("nan")] * n
-        if excluded:
-            notes.append(f"sharpness gate {gate} excluded {', '.join(excluded)}")
+        parts.append(f"sharpness gate {gate}: {len(passing)} of {n} pass"
+                     + (f", excluded {', '.join(excluded)}" if excluded else ""))
     if not have_fooled:
-        notes.append("fooled missing for some candidate: no realism tie-break")
+        parts.append("no realism tie-break (fooled missing for some candidate)")
 
     top = max(fcn[i] for i in passing)
     tied = [i for i in passing if fcn[i] >= top - tolerance - 1e-12]
@@ -228,9 +237,8 @@ def _fcn_first(
 
     order = sorted(tied, key=key)
     best = order[0]
-    reason = "fcn_first: " + (f"{len(passing)} of {n} candidates pass the sharpness gate; " if have_ratio else "")
     if len(tied) == 1:
-        reason += f"decided by FCN score: {describe(best)}"
+        parts.append(f"decided by FCN score: {describe(best)}")
     else:
         runner = order[1]
         levels = [
@@ -244,11 +252,10 @@ def _fcn_first(
         # key has 4 parts: fooled, |ln ratio|, epochs, checkpoint -> the first that differs decided
         level = next((j for j in range(4) if k_best[j] != k_runner[j]), 3)
         what, values = levels[level]
-        reason += (
+        parts.append(
             f"{len(tied)} within {tolerance:g} of the best FCN score {top:.4g}, tie broken by "
             f"{what} ({values}): {describe(best)}"
         )
-    if notes:
-        reason += "; " + "; ".join(notes)
+    reason = "fcn_first: " + "; ".join(parts)
     figure = [float(fcn[i]) if i in passing else float("nan") for i in range(n)]
     return best, reason, figure

@@ -57,12 +57,12 @@ CONVENTIONS = {
         "the first threshold, 0.1 by default as in the paper: the realism criterion of the rule and selected.json."
     ),
     "sharpness_match": (
-        "sharpness_in_head = mean Laplacian variance inside the head of the REAL slice of the same "
-        "mask (quality.head_region). sharpness_ratio = candidate sharpness_in_head / the real slices' "
-        "sharpness_in_head, same regions (1 = as sharp as real; noise pushes it above 1, blur below): "
-        "the quality gate of the fcn_first rule. sharpness_match = -|ln(sharpness_ratio)|: 0 is best, "
-        "higher is better. 'sharpness' stays the paper's whole-image figure, reported and used by the "
-        "mean_rank / weighted rules."
+        "sharpness_in_head = mean Laplacian variance inside the head of the REAL slice of the "
+        "same mask (quality.head_region). sharpness_ratio = candidate sharpness_in_head / the real "
+        "slices' sharpness_in_head, same regions (1 = as sharp as real; noise pushes it above 1, "
+        "blur below): the quality gate of the fcn_first rule. sharpness_match = "
+        "-|ln(sharpness_ratio)|: 0 is best, higher is better. 'sharpness' stays the paper's "
+        "whole-image figure, reported and used by the mean_rank / weighted rules."
     ),
     "fid": "FID with the judge's pooled encoder features (not Inception): LOWER is closer to real. null if disabled.",
     "ssim_psnr": "Mean SSIM / PSNR (dB, data range 2) vs the real slice of the same mask: higher is closer. null if disabled.",
@@ -388,7 +388,7 @@ def score_candidates(
     real_sharp = quality.nanmean(quality.laplacian_variance(real, head))
     extras["reference_real"]["sharpness_in_head"] = real_sharp
     for r in rows:
-        # noise also has a high Laplacian variance; in the head these say how close to REAL sharpness it is
+        # noise has a high Laplacian variance too: how close to REAL sharpness is it, in the head
         ok = real_sharp > 0 and r["sharpness_in_head"] > 0  # False for NaN too
         r["sharpness_ratio"] = r["sharpness_in_head"] / real_sharp if ok else None
         r["sharpness_match"] = -abs(math.log(r["sharpness_ratio"])) if ok else None
