@@ -134,6 +134,10 @@ def test_fcn_first_all_fail_falls_back_to_closest_log_ratio():
     assert best == 2
     assert "no candidate of 3 passes" in reason and "fell back" in reason and "|ln sharpness_ratio|" in reason
     assert all(math.isnan(f) for f in fig)
+    # a flat generator (ratio 0) fails the gate and is the last resort of the fallback
+    flat = _c(0.99, 0, 0.0, 1.0, 5)
+    assert rule.select([flat, cands[0]], "fcn_first")[0] == 1
+    assert rule.select([flat, cands[2]], "fcn_first")[0] == 1
 
 
 def test_fcn_first_ties_broken_by_realism_then_sharpness_then_epochs():

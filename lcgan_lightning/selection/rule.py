@@ -184,8 +184,9 @@ def _fcn_first(
         missing = [_label(candidates[i], i) for i in np.flatnonzero(np.isnan(fcn))]
         raise ValueError(f"fcn_first: fcn_score missing for {missing}")
     ratio = np.array([_value(c, "sharpness_ratio") for c in candidates])
-    have_ratio = bool(np.all(np.isfinite(ratio) & (ratio > 0)))
-    log_dev = np.abs(np.log(ratio)) if have_ratio else np.zeros(n)
+    have_ratio = bool(np.all(np.isfinite(ratio) & (ratio >= 0)))
+    with np.errstate(divide="ignore"):  # ratio 0 (a flat head): infinitely far from real
+        log_dev = np.abs(np.log(ratio)) if have_ratio else np.zeros(n)
     fooled = np.array([_value(c, "fooled") for c in candidates])
     have_fooled = not np.isnan(fooled).any()
     parts: list[str] = []  # the reason, in the order the rule applies its steps

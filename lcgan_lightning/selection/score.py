@@ -389,9 +389,14 @@ def score_candidates(
     extras["reference_real"]["sharpness_in_head"] = real_sharp
     for r in rows:
         # noise has a high Laplacian variance too: how close to REAL sharpness is it, in the head
-        ok = real_sharp > 0 and r["sharpness_in_head"] > 0  # False for NaN too
-        r["sharpness_ratio"] = r["sharpness_in_head"] / real_sharp if ok else None
-        r["sharpness_match"] = -abs(math.log(r["sharpness_ratio"])) if ok else None
+        ok = real_sharp > 0 and math.isfinite(r["sharpness_in_head"])
+        ratio = r["sharpness_in_head"] / real_sharp if ok else None
+        r["sharpness_ratio"] = ratio
+        # a flat head (ratio 0) is infinitely far from real: -inf, null in scores.json
+        if ratio is None:
+            r["sharpness_match"] = None
+        else:
+            r["sharpness_match"] = -abs(math.log(ratio)) if ratio > 0 else -math.inf
     cfg = realism_cfg or realism.RealismConfig(seed=seed)
     real_pool = torch.as_tensor(eval_set.real_pool)
     for fkey in sorted({fraction_key(r["fraction"]) for r in rows}, key=float):
