@@ -57,10 +57,12 @@ CONVENTIONS = {
         "the first threshold, 0.1 by default as in the paper: the realism criterion of the rule and selected.json."
     ),
     "sharpness_match": (
-        "sharpness_ratio = candidate sharpness / sharpness of the real slices of the same masks "
-        "(1 = as sharp as real; noise pushes it above 1, blur below). sharpness_match = "
-        "-|ln(sharpness_ratio)|: 0 is best, higher is better; not in the default rule (paper: higher "
-        "sharpness is better), use rule.weights.sharpness_match to penalise noisy generators."
+        "sharpness_in_head = mean Laplacian variance inside the head of the REAL slice of the "
+        "same mask (quality.head_region). sharpness_ratio = candidate sharpness_in_head / the real "
+        "slices' sharpness_in_head, same regions (1 = as sharp as real; noise pushes it above 1, "
+        "blur below): the quality gate of the fcn_first rule. sharpness_match = "
+        "-|ln(sharpness_ratio)|: 0 is best, higher is better. 'sharpness' stays the paper's "
+        "whole-image figure, reported and used by the mean_rank / weighted rules."
     ),
     "fid": "FID with the judge's pooled encoder features (not Inception): LOWER is closer to real. null if disabled.",
     "ssim_psnr": "Mean SSIM / PSNR (dB, data range 2) vs the real slice of the same mask: higher is closer. null if disabled.",
@@ -158,6 +160,7 @@ def score_candidates(
     """
     masks = torch.as_tensor(eval_set.masks).long()
     real = torch.as_tensor(eval_set.images).unsqueeze(1)
+    head = quality.head_region(real)  # sharpness is compared inside the REAL slice's head
     seeds = [row_seed(seed, int(r)) for r in eval_set.rows]
     rows: list[dict[str, Any]] = []
     images: dict[str, Tensor] = {}
@@ -168,6 +171,7 @@ def score_candidates(
         figures = image_figures(imgs, masks, judge, batch_size)
         row: dict[str, Any] = {"name": cand.name, "fraction": cand.fraction, "epochs": cand.epochs,
                                "checkpoint": cand.checkpoint, **figures}
+        row["sharpness_in_head"] = quality.nanmean(quality.laplacian_variance(imgs, head))
         row["ssim"], row["psnr"] = quality.ssim_psnr(imgs, real) if ssim_psnr else (None, None)
         row["fid"] = quality.judge_fid(judge, real, imgs, batch_size) if fid else None
         row["generate_and_score_s"] = round(time.time() - t0, 2)
@@ -176,11 +180,18 @@ def score_candidates(
         log.info("scored %s: fcn=%.4f sharpness=%.5f", cand.name, row["fcn_score"], row["sharpness"])
 
     extras: dict[str, Any] = {"reference_real": image_figures(real, masks, judge, batch_size), "realism": {}}
-    real_sharp = extras["reference_real"]["sharpness"]
+    real_sharp = quality.nanmean(quality.laplacian_variance(real, head))
+    extras["reference_real"]["sharpness_in_head"] = real_sharp
     for r in rows:
-        # noise also has a high Laplacian variance; these say how close to REAL sharpness a candidate is
-        r["sharpness_ratio"] = r["sharpness"] / real_sharp if real_sharp > 0 else None
-        r["sharpness_match"] = -abs(math.log(r["sharpness_ratio"])) if r["sharpness_ratio"] else None
+        # noise has a high Laplacian variance too: how close to REAL sharpness is it, in the head
+        ok = real_sharp > 0 and math.isfinite(r["sharpness_in_head"])
+        ratio = r["sharpness_in_head"] / real_sharp if ok else None
+        r["sharpness_ratio"] = ratio
+        # a flat head (ratio 0) is infinitely far from real: -inf, null in scores.json
+        if ratio is None:
+            r["sharpness_match"] = None
+        else:
+            r["sharpness_match"] = -abs(math.log(ratio)) if ratio > 0 else -math.inf
     cfg = realism_cfg or realism.RealismConfig(seed=seed)
     real_pool = torch.as_tensor(eval_set.real_pool)
     for fkey in sorted({fraction_key(r["fraction"]) for r in rows}, key=float):
