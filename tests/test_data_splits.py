@@ -189,3 +189,46 @@ def test_bad_counts_name_requested_and_available():
         training_patients(s, patients=2.5)
     with pytest.raises(DatasetError, match="exactly one of fraction"):
         training_patients(s)
+
+
+@pytest.fixture(scope="module")
+def bhsd_root(tmp_path_factory):
+    from data_helpers import bhsd_cases, write_bhsd
+
+    return write_bhsd(tmp_path_factory.mktemp("ds") / "bhsd", bhsd_cases(20))
+
+
+def _dm(root, tmp_path, **kw):
+    from lcgan_lightning.data.datamodule import CTSliceDataModule
+
+    args = dict(root=root, image_size=32, batch_size=4, cache_dir=tmp_path / "cache",
+                splits_path=tmp_path / "run" / "splits.json", seed=5) | kw
+    dm = CTSliceDataModule(**args)
+    dm.setup("fit")
+    return dm
+
+
+def test_datamodule_subset_patients_is_the_prefix(bhsd_root, tmp_path):
+    # 20 patients: 3 val, 3 test, 14 train; fraction 0.25 -> round(3.5) = 4 patients
+    dm = _dm(bhsd_root, tmp_path, subset_patients=4, subset_counts=[4, 9])
+    written = json.loads((tmp_path / "run" / "splits.json").read_text())
+    assert list(written["subsets"]) == ["0.025", "0.1", "0.25", "n=4", "n=9"]
+    assert set(dm.train_slices.patients) == set(written["subsets"]["n=4"]) == set(written["train"][:4])
+    assert dm.hparams["subset_patients"] == 4 and dm.hparams["subset_counts"] == [4, 9]
+    by_fraction = _dm(bhsd_root, tmp_path, fraction=0.25, subset_counts=[4, 9],
+                      splits_path=tmp_path / "other" / "splits.json")
+    assert by_fraction.splits == dm.splits  # the count does not change the split
+    assert set(by_fraction.train_slices.patients) == set(dm.train_slices.patients)
+
+
+def test_datamodule_bad_subset_patients(bhsd_root, tmp_path):
+    from lcgan_lightning.data.datamodule import CTSliceDataModule
+
+    with pytest.raises(DatasetError, match=r"data.subset_patients=15: requested 15 .* 14 available"):
+        _dm(bhsd_root, tmp_path, subset_patients=15)
+    with pytest.raises(DatasetError, match=r"data.subset_patients=0: requested 0 .* 14 available"):
+        _dm(bhsd_root, tmp_path, subset_patients=0)
+    with pytest.raises(DatasetError, match=r"data.subset_counts=20: requested 20 .* 14 available"):
+        _dm(bhsd_root, tmp_path, subset_counts=[20])
+    with pytest.raises(DatasetError, match=r"data.subset_patients=4 and data.fraction=0.5: set one"):
+        CTSliceDataModule(root=bhsd_root, subset_patients=4, fraction=0.5)

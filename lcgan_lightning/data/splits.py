@@ -24,11 +24,11 @@ Consequence of 4: a small subset is not a uniform sample of the training patient
 patients are carriers of each class, so rare classes (and the slices of their carriers) are
 over-represented compared with a random draw of the same size: in a 5-patient subset each class has
 at least one carrier (>= 20 %) whatever its share of the training split. Subsets of fewer than L
-patients hold only the rarest classes' carriers. Cover patients are drawn uniformly among a class's
-carriers, not preferring patients with many classes, and the bias fades with size: at the paper's
-53 patients (2.5 % of 2,117) the cover is at most 5 of 53 patients.
+patients hold only carriers of the rarest classes. Each cover patient is drawn uniformly among one
+class's carriers; a patient with several classes is likelier to end up in the cover only because it
+can be drawn for each of them (and then makes earlier picks redundant). The bias fades with size: at
+the paper's 53 patients (2.5 % of 2,117) the cover is at most 5 of 53 patients, the rest random.
 """
-
 
 from __future__ import annotations
 
