@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from lcgan_lightning.cli.train import train
+from lcgan_lightning.training import train
 from lcgan_lightning.paths import CONF_DIR
 
 TINY = [

@@ -22,8 +22,7 @@ from lcgan_lightning.data.splits import (
     load_splits,
     make_splits,
     save_splits,
-    subset_size,
-    training_patients,
+    training_subset,
 )
 from lcgan_lightning.data.validation import DatasetError, check_known_keys
 
@@ -91,6 +90,8 @@ class CTSliceDataModule(pl.LightningDataModule):
         val_ratio: float = 0.15,
         test_ratio: float = 0.15,
         subsets: Sequence[float] = DEFAULT_SUBSETS,
+        subset_counts: Sequence[int] = (),
+        subset_patients: int | None = None,
         seed: int = 0,
         sample_seed: int | None = None,
         augment: str = "none",
@@ -118,6 +119,9 @@ class CTSliceDataModule(pl.LightningDataModule):
             check_known_keys(phantom, PHANTOM_KEYS, "data.phantom")
         if not 0.0 < float(fraction) <= 1.0:
             raise DatasetError(f"data.fraction={fraction}: fraction selects no patient (must be in (0, 1])")
+        if subset_patients is not None and float(fraction) != 1.0:
+            raise DatasetError(f"data.subset_patients={subset_patients} and data.fraction={fraction}: "
+                               "set one of them (fraction 1.0 when subset_patients is set)")
         if augment not in AUGMENT_CHOICES:
             raise DatasetError(f"data.augment: {augment!r} is not one of {AUGMENT_CHOICES}")
         self.root = Path(root)
@@ -132,6 +136,8 @@ class CTSliceDataModule(pl.LightningDataModule):
         self.lesion_only = bool(lesion_only)
         self.val_ratio, self.test_ratio = float(val_ratio), float(test_ratio)
         self.subsets = [float(f) for f in to_plain(subsets)]
+        self.subset_counts = list(to_plain(subset_counts))
+        self.subset_patients = subset_patients
         self.seed = int(seed)
         self.sample_seed = self.seed if sample_seed is None else int(sample_seed)
         self.augment = augment
@@ -161,7 +167,8 @@ class CTSliceDataModule(pl.LightningDataModule):
         return {"root": str(self.root), "layout": self.layout, "image_size": self.image_size,
                 "fraction": self.fraction, "batch_size": self.batch_size, "num_workers": self.num_workers,
                 "window": self.window, "lesion_only": self.lesion_only, "val_ratio": self.val_ratio,
-                "test_ratio": self.test_ratio, "subsets": self.subsets, "seed": self.seed,
+                "test_ratio": self.test_ratio, "subsets": self.subsets, "subset_counts": self.subset_counts,
+                "subset_patients": self.subset_patients, "seed": self.seed,
                 "sample_seed": self.sample_seed, "eval_batch_size": self.eval_batch_size,
                 "pin_memory": self.pin_memory, "hu_offset": self.hu_offset,
                 "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
@@ -189,11 +196,13 @@ class CTSliceDataModule(pl.LightningDataModule):
         if self.slices is None:
             self.slices = self._load()
         self.splits = make_splits(self.slices.classes_per_patient(), self.val_ratio, self.test_ratio,
-                                  self.subsets, self.seed)
-        subset_size(self.fraction, len(self.splits["train"]))  # raises if it selects no patient
+                                  self.subsets, self.seed, self.subset_counts)
+        # raises (naming requested and available numbers) if it selects no patient or too many
+        count = self.subset_patients
+        _, train_ids = training_subset(self.splits, self.fraction if count is None else None, count)
         if self.splits_path is not None:
             self._write_splits(self.splits_path)
-        self.train_slices = self.slices.for_patients(training_patients(self.splits, self.fraction))
+        self.train_slices = self.slices.for_patients(train_ids)
         self.val_slices = self.slices.for_patients(self.splits["val"])
         self.test_slices = self.slices.for_patients(self.splits["test"])
         if len(self.train_slices) == 0:

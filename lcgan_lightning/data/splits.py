@@ -8,16 +8,33 @@ Rule (also in the README):
    one unassigned carrier (seeded random choice) is put there. So a class with one carrier is trained
    on, with two it is also tested, and with three or more (and room) it is in train, val and test.
 3. The other patients are shuffled (seeded) and fill test, then val, up to their sizes; the rest is train.
-4. Training subsets: the training patients in a seeded random order (that order is `splits["train"]`);
-   the subset of fraction f is the first k(f) = min(n_train, max(1, round(f * n_train))) of them, so
-   2.5 % ⊂ 10 % ⊂ 25 % ⊂ 100 % and each has at least one patient. Any other fraction (data.fraction)
-   uses the same prefix rule.
+4. Training order (`splits["train"]`): first a class cover, then the other training patients in seeded
+   random order. The cover: for each lesion class present in train, rarest (fewest training carriers)
+   first, not yet carried by a cover patient, one of its carriers chosen uniformly (seeded) is added;
+   then any cover patient whose classes the others already carry is dropped. So the cover has
+   L <= (number of classes) patients, rarest class first, and every prefix of >= L patients holds
+   every lesion class of the training split.
+5. Training subsets are prefixes of that order, so they are nested (2.5 % ⊂ 10 % ⊂ 25 % ⊂ 100 %):
+   fraction f takes k(f) = min(n_train, max(1, round(f * n_train))) patients (key "0.025"), a
+   count n takes n patients (key "n=53"; 1 <= n <= n_train, else an error). Every subset of >= 5
+   patients holds every training class (always so with the 5 lesion classes; with more classes a
+   >= 5-patient subset shorter than the cover is an error). data.fraction and data.subset_patients
+   use the same prefix rule.
+Consequence of 4: a small subset is not a uniform sample of the training patients. Its first L
+patients are carriers of each class, so rare classes (and the slices of their carriers) are
+over-represented compared with a random draw of the same size: in a 5-patient subset each class has
+at least one carrier (>= 20 %) whatever its share of the training split. Subsets of fewer than L
+patients hold only carriers of the rarest classes. Each cover patient is drawn uniformly among one
+class's carriers; a patient with several classes is likelier to end up in the cover only because it
+can be drawn for each of them (and then makes earlier picks redundant). The bias fades with size: at
+the paper's 53 patients (2.5 % of 2,117) the cover is at most 5 of 53 patients, the rest random.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +49,7 @@ if TYPE_CHECKING:
     from lcgan_lightning.data.slices import SliceSet
 
 DEFAULT_SUBSETS = (0.025, 0.1, 0.25)
+COVERAGE_MIN_PATIENTS = 5  # subsets with at least this many patients hold every training class
 
 
 def round_half_up(x: float) -> int:
@@ -46,14 +64,74 @@ def subset_size(fraction: float, n_train: int) -> int:
     return min(n_train, max(1, round_half_up(float(fraction) * n_train)))
 
 
+def count_size(patients: int, n_train: int, name: str = "data.subset_patients") -> int:
+    """`patients` itself if it is an integer in [1, n_train]; else DatasetError naming both numbers."""
+    if isinstance(patients, bool) or not isinstance(patients, numbers.Integral):
+        raise DatasetError(f"{name}={patients!r}: a patient count must be an integer")
+    if not 1 <= int(patients) <= n_train:
+        raise DatasetError(f"{name}={patients}: requested {patients} training patient(s), "
+                           f"{n_train} available (must be 1 to {n_train})")
+    return int(patients)
+
+
+def count_key(patients: int) -> str:
+    """JSON key of a patient count: 53 -> "n=53" (never mistaken for a fraction key)."""
+    return f"n={int(patients)}"
+
+
+def subset_key(fraction: float | None = None, patients: int | None = None) -> str:
+    """Key in `splits["subsets"]` of a subset given by exactly one of `fraction` or `patients`."""
+    _one_of(fraction, patients)
+    return fraction_key(fraction) if patients is None else count_key(patients)
+
+
+def subset_label(key: str) -> str:
+    """Human label of a subset key: "0.025" -> "2.5 %", "n=53" -> "53 patients"."""
+    if key.startswith("n="):
+        return f"{int(key[2:])} patients"
+    return f"{float(key) * 100:g} %"
+
+
+def _one_of(fraction: float | None, patients: int | None) -> None:
+    if (fraction is None) == (patients is None):
+        raise DatasetError(f"training subset: give exactly one of fraction ({fraction}) or "
+                           f"patients ({patients})")
+
+
+def class_cover(patient_classes: Mapping[str, Iterable[int]], rng: np.random.Generator) -> list[str]:
+    """Seeded patients carrying every class, rarest class first, none redundant (module rule 4)."""
+    classes = {str(p): {int(c) for c in cs} for p, cs in patient_classes.items()}
+    patients = sorted(classes)
+    all_classes = sorted(set().union(*classes.values())) if classes else []
+    carriers = {c: [p for p in patients if c in classes[p]] for c in all_classes}
+    cover: list[str] = []
+    covered: set[int] = set()
+    for c in sorted(all_classes, key=lambda c: (len(carriers[c]), c)):
+        if c not in covered:
+            pick = carriers[c][int(rng.integers(len(carriers[c])))]
+            cover.append(pick)
+            covered |= classes[pick]
+    # a later pick may carry an earlier pick's classes too: drop such redundant picks
+    for p in list(cover):
+        others = [q for q in cover if q != p]
+        if set().union(*(classes[q] for q in others)) >= covered:
+            cover = others
+    return cover
+
+
 def make_splits(
     patient_classes: Mapping[str, Iterable[int]] | SliceSet,
     val_ratio: float = 0.15,
     test_ratio: float = 0.15,
     subsets: Sequence[float] = DEFAULT_SUBSETS,
     seed: int = 0,
+    subset_counts: Sequence[int] = (),
 ) -> dict:
-    """Split patients (id -> lesion class ids they carry, or a SliceSet) into train/val/test + subsets."""
+    """Split patients (id -> lesion class ids they carry, or a SliceSet) into train/val/test + subsets.
+
+    `splits["subsets"]` holds one prefix of `splits["train"]` per fraction in `subsets` (keys
+    `fraction_key`) and per patient count in `subset_counts` (keys `count_key`), in that order.
+    """
     if hasattr(patient_classes, "classes_per_patient"):
         patient_classes = patient_classes.classes_per_patient()
     patients = sorted(str(p) for p in patient_classes)
@@ -67,7 +145,7 @@ def make_splits(
         raise DatasetError(f"{n} patient(s) cannot be split into train/val/test with val_ratio={val_ratio}, "
                            f"test_ratio={test_ratio}: training would get no patient")
     rng = np.random.default_rng([int(seed), 0])
-    classes = {p: {int(c) for c in patient_classes[p]} for p in patients}
+    classes = {str(p): {int(c) for c in patient_classes[p]} for p in patient_classes}
     capacity = {"test": n_test, "val": n_val, "train": n - n_test - n_val}
     parts: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     where: dict[str, str] = {}
@@ -91,21 +169,40 @@ def make_splits(
             parts[part].append(p)
             where[p] = part
     order_rng = np.random.default_rng([int(seed), 1])
-    train_sorted = sorted(parts["train"])
-    train = [train_sorted[i] for i in order_rng.permutation(len(train_sorted))]
-    sizes = [subset_size(f, len(train)) for f in sorted(subsets)]
+    cover = class_cover({p: classes[p] for p in parts["train"]}, order_rng)
+    others = sorted(set(parts["train"]) - set(cover))
+    train = cover + [others[i] for i in order_rng.permutation(len(others))]
+    sizes = {fraction_key(f): subset_size(f, len(train)) for f in sorted(float(f) for f in subsets)}
+    counts = sorted(count_size(k, len(train), "data.subset_counts") for k in subset_counts)
+    sizes |= {count_key(k): k for k in counts}
+    n_classes = len({c for p in train for c in classes[p]})
+    for key, k in sizes.items():
+        if COVERAGE_MIN_PATIENTS <= k < len(cover):
+            raise DatasetError(
+                f"training subset {key} has {k} patients but the {n_classes} lesion classes of the "
+                f"{len(train)} training patients need {len(cover)} (every subset of >= "
+                f"{COVERAGE_MIN_PATIENTS} patients must hold every class)")
     return {
         "train": train,
         "val": sorted(parts["val"]),
         "test": sorted(parts["test"]),
-        "subsets": {fraction_key(f): train[:k] for f, k in zip(sorted(subsets), sizes, strict=True)},
+        "subsets": {key: train[:k] for key, k in sizes.items()},
     }
 
 
-def training_patients(splits: Mapping, fraction: float) -> list[str]:
-    """Training patients of `fraction` (1.0 = all): the prefix rule of the module docstring."""
+def training_subset(splits: Mapping, fraction: float | None = None,
+                    patients: int | None = None) -> tuple[str, list[str]]:
+    """(key, patients) of the training subset of `fraction` or of `patients` patients (prefix rule)."""
+    _one_of(fraction, patients)
     train = list(splits["train"])
-    return train[: subset_size(fraction, len(train))]
+    k = subset_size(fraction, len(train)) if patients is None else count_size(patients, len(train))
+    return subset_key(fraction, patients), train[:k]
+
+
+def training_patients(splits: Mapping, fraction: float | None = None,
+                      patients: int | None = None) -> list[str]:
+    """Training patients of `fraction` (1.0 = all) or the first `patients` of them (prefix rule)."""
+    return training_subset(splits, fraction, patients)[1]
 
 
 def save_splits(splits: Mapping, path: str | Path) -> Path:
