@@ -4,13 +4,14 @@
     <run>/conf/data/pipeline.yaml               the frozen data config every stage reads (data=pipeline)
     <run>/data/inspect.json, <run>/splits.json  data summary and the patient split
     <run>/judge/                                segmenter on 100 % of train (FCN-score judge, "full" row)
-    <run>/gan/frac=F/epochs=E/checkpoints/      LcGAN sweep; epoch=EEE.ckpt are the candidates
-    <run>/select/, scores.json, selected.json   scoring and selection
-    <run>/synthetic/frac=F/                     synthetic set of the selected generator
+    <run>/gan/frac=F/seed=S/epochs=E/checkpoints/  LcGAN sweep; epoch=EEE.ckpt are the candidates
+    <run>/select/seed=S/                        candidates.json, scores.json, selected.json, contact sheets
+    <run>/synthetic/seed=S/frac=F/              synthetic set of the selected generator
     <run>/seg/frac=F/aug=A/seed=S/              segmentation sweep
     <run>/report.md, results.json, figures/     report
 
-Inside every training run dir: config.yaml, train_result.json (written last: the job is done),
+S is the repeat's seed (`repeats` in the pipeline: repeat r uses seed + r for its GAN, selection,
+synthesis and segmenters). Inside every training run dir: config.yaml, train_result.json (written last: the job is done),
 failed.json (the job failed), checkpoints/, test_metrics.json and predictions.npz (segmenters).
 The pipeline, the report and the command-line apps all go through `RunLayout`; nothing else spells
 these names.
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Hydra sweep sub-dirs of the two training sweeps (interpolated by Hydra per job).
-GAN_SUBDIR = "frac=${data.fraction}/epochs=${trainer.max_epochs}"
+GAN_SUBDIR = "frac=${data.fraction}/seed=${seed}/epochs=${trainer.max_epochs}"
 SEG_SUBDIR = "frac=${data.fraction}/aug=${data.augment}/seed=${seed}"
 
 # Files inside one training run dir.
@@ -99,6 +100,11 @@ class RunLayout:
     def splits(self) -> Path:
         return self.root / "splits.json"
 
+    @property
+    def subsets(self) -> Path:
+        """The training subsets the pipeline ran: {key: {fraction, patients, slices}}."""
+        return self.root / "subsets.json"
+
     # ---- judge
     @property
     def judge_dir(self) -> Path:
@@ -109,44 +115,40 @@ class RunLayout:
     def gan_sweep_dir(self) -> Path:
         return self.root / "gan"
 
-    def gan_dir(self, fraction: float, epochs: int) -> Path:
-        """Run dir of the GAN trained on `fraction` for `epochs` epochs."""
-        return self.gan_sweep_dir / f"frac={float(fraction)}" / f"epochs={int(epochs)}"
+    def gan_dir(self, fraction: float, seed: int, epochs: int) -> Path:
+        """Run dir of the GAN trained on `fraction` with `seed` for `epochs` epochs."""
+        return self.gan_sweep_dir / f"frac={float(fraction)}" / f"seed={int(seed)}" / f"epochs={int(epochs)}"
 
-    def candidate_ckpt(self, fraction: float, run_epochs: int, epochs: int) -> Path:
-        """Checkpoint after `epochs` epochs of the GAN run `gan_dir(fraction, run_epochs)`."""
-        return self.gan_dir(fraction, run_epochs) / CHECKPOINTS / epoch_ckpt_name(epochs)
+    def candidate_ckpt(self, fraction: float, seed: int, run_epochs: int, epochs: int) -> Path:
+        """Checkpoint after `epochs` epochs of the GAN run `gan_dir(fraction, seed, run_epochs)`."""
+        return self.gan_dir(fraction, seed, run_epochs) / CHECKPOINTS / epoch_ckpt_name(epochs)
 
-    # ---- selection
-    @property
-    def select_dir(self) -> Path:
-        return self.root / "select"
+    # ---- selection (one per repeat)
+    def select_dir(self, seed: int) -> Path:
+        return self.root / "select" / f"seed={int(seed)}"
 
-    @property
-    def candidates(self) -> Path:
+    def candidates(self, seed: int) -> Path:
         """The candidate list the pipeline hands to lcgan-select."""
-        return self.select_dir / "candidates.json"
+        return self.select_dir(seed) / "candidates.json"
 
-    @property
-    def scores(self) -> Path:
-        return self.root / "scores.json"
+    def scores(self, seed: int) -> Path:
+        return self.select_dir(seed) / "scores.json"
 
-    @property
-    def selected(self) -> Path:
-        return self.root / "selected.json"
+    def selected(self, seed: int) -> Path:
+        return self.select_dir(seed) / "selected.json"
 
-    # ---- synthetic sets
+    # ---- synthetic sets (one per repeat and fraction)
     @property
     def synthetic_root(self) -> Path:
         return self.root / "synthetic"
 
-    def synthetic_dir(self, fraction: float) -> Path:
-        return self.synthetic_root / f"frac={float(fraction)}"
+    def synthetic_dir(self, fraction: float, seed: int) -> Path:
+        return self.synthetic_root / f"seed={int(seed)}" / f"frac={float(fraction)}"
 
     @property
     def synthetic_dir_pattern(self) -> str:
-        """`synthetic_dir` as a Hydra interpolation over the job's `data.fraction`."""
-        return f"{self.synthetic_root}/frac=${{data.fraction}}"
+        """`synthetic_dir` as a Hydra interpolation over the job's `seed` and `data.fraction`."""
+        return f"{self.synthetic_root}/seed=${{seed}}/frac=${{data.fraction}}"
 
     # ---- segmentation sweep
     @property

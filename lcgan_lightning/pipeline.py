@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -58,6 +59,7 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.layout = RunLayout(self.run_dir)
+        self._facts: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -91,6 +93,10 @@ class Pipeline:
                 data[key] = str(Path(data[key]).resolve())
         data["splits_path"] = str(self.layout.splits.resolve())
         data["sample_seed"] = "${seed}"  # split seed frozen, sampling follows each job's seed
+        if self.cfg.get("subset_patients"):
+            data["subset_counts"] = [int(k) for k in self.cfg.subset_patients]
+        else:
+            data["subsets"] = [float(f) for f in self.cfg.fractions]
         path.write_text(OmegaConf.to_yaml(OmegaConf.create(data)))
         return path
 
@@ -148,30 +154,107 @@ class Pipeline:
         if ok is False:
             raise PipelineError("stage " + name + " failed:\n  " + "\n  ".join(self.failures))
 
-    # ------------------------------------------------------------------ stages
-    def fractions(self) -> list[float]:
-        return [float(f) for f in self.cfg.fractions]
+    # ------------------------------------------------------------------ what runs
+    def seeds(self) -> list[int]:
+        """Replicate seeds: repeat r uses seed + r for its GAN, selection, synthesis and segmenters."""
+        return [int(self.cfg.seed) + r for r in range(int(self.cfg.get("repeats", 1)))]
 
-    def gan_run_epochs(self) -> list[int]:
+    def data_facts(self) -> dict[str, Any]:
+        """Training patients and, per subset, training slices (read once, after the data stage)."""
+        if self._facts is None:
+            from lcgan_lightning.data.datamodule import open_datamodule
+            from lcgan_lightning.data.splits import training_patients
+
+            cfg = OmegaConf.load(self.layout.data_config)
+            cfg.sample_seed = 0  # `${seed}` of the training jobs; reading slices does not sample
+            dm = open_datamodule(cfg, augment="none", fraction=1.0)
+            n_train = len(dm.splits["train"])
+            fracs = self._fractions(n_train)
+            self._facts = {
+                "n_train": n_train,
+                "fractions": fracs,
+                "patients": {fraction_key(f): len(training_patients(dm.splits, f)) for f in fracs},
+                "slices": {fraction_key(f): len(dm.slices.for_patients(training_patients(dm.splits, f)))
+                           for f in fracs},
+            }
+        return self._facts
+
+    def write_subsets(self) -> None:
+        """`subsets.json`: per training subset its fraction, training patients and slices (for the report)."""
+        facts = self.data_facts()
+        subsets = {
+            fraction_key(f): {"fraction": f, "patients": facts["patients"][fraction_key(f)],
+                              "slices": facts["slices"][fraction_key(f)]}
+            for f in facts["fractions"]
+        }
+        self.layout.subsets.write_text(json.dumps(subsets, indent=2))
+
+    def _fractions(self, n_train: int) -> list[float]:
+        if not self.cfg.get("subset_patients"):
+            return [float(f) for f in self.cfg.fractions]
+        counts = [int(k) for k in self.cfg.subset_patients]
+        too_big = [k for k in counts if not 1 <= k <= n_train]
+        if too_big:
+            raise PipelineError(f"subset_patients={counts}: {too_big} outside 1..{n_train} "
+                                f"(the training split holds {n_train} patients)")
+        # K patients as the fraction K / n_train: the prefix rule then selects exactly K patients
+        return [k / n_train for k in counts]
+
+    def fractions(self) -> list[float]:
+        if not self.cfg.get("subset_patients"):
+            return [float(f) for f in self.cfg.fractions]
+        return self.data_facts()["fractions"]
+
+    def gan_epochs(self, fraction: float) -> list[int]:
+        """Candidate epoch counts of one fraction: `gan.epochs`, or `gan.updates` generator updates
+        converted with the fraction's training slices and the GAN batch size (at least 1 epoch)."""
+        updates = self.cfg.gan.get("updates")
+        if not updates:
+            return sorted(int(e) for e in self.cfg.gan.epochs)
+        n = self.data_facts()["slices"][fraction_key(fraction)]
+        per_epoch = math.ceil(n / int(self.cfg.gan.batch_size))
+        return sorted({max(1, math.ceil(int(u) / per_epoch)) for u in updates})
+
+    def gan_run_epochs(self, fraction: float) -> list[int]:
         """Epoch counts of the GAN runs: one run of the longest with a constant LR, else one per count."""
-        epochs = [int(e) for e in self.cfg.gan.epochs]
+        epochs = self.gan_epochs(fraction)
         return [max(epochs)] if self.cfg.gan.lr_policy == "constant" else epochs
 
     def gan_dirs(self) -> list[Path]:
-        return [self.layout.gan_dir(f, e) for f in self.fractions() for e in self.gan_run_epochs()]
+        return [self.layout.gan_dir(f, s, e) for f in self.fractions() for s in self.seeds()
+                for e in self.gan_run_epochs(f)]
 
-    def candidates(self) -> list[dict[str, Any]]:
-        """Every candidate generator: with a constant LR the per-epoch checkpoints of each fraction's run,
-        else the final checkpoint of each run."""
+    def candidates(self, seed: int) -> list[dict[str, Any]]:
+        """Every candidate generator of one repeat: with a constant LR the per-epoch checkpoints of each
+        fraction's run, else the final checkpoint of each run."""
         out = []
         for f in self.fractions():
-            for e in sorted(int(e) for e in self.cfg.gan.epochs):
-                run = max(self.gan_run_epochs()) if self.cfg.gan.lr_policy == "constant" else e
-                out.append({"checkpoint": str(self.layout.candidate_ckpt(f, run, e)), "fraction": f, "epochs": e})
+            for e in self.gan_epochs(f):
+                run = max(self.gan_run_epochs(f)) if self.cfg.gan.lr_policy == "constant" else e
+                out.append({"checkpoint": str(self.layout.candidate_ckpt(f, seed, run, e)), "fraction": f,
+                            "epochs": e})
         return out
 
     def seg_dirs(self) -> list[Path]:
-        return [self.layout.seg_dir(f, a, s) for f in self.fractions() for a in self.cfg.augments for s in self.cfg.seeds]
+        return [self.layout.seg_dir(f, a, s) for f in self.fractions() for a in self.cfg.augments for s in self.seeds()]
+
+    def preflight(self) -> None:
+        """Stop before any work when the configuration cannot run (missing weights file, ...)."""
+        model, vgg = self.cfg.seg.model, self.cfg.seg.get("pretrained_vgg16")
+        if model == "fcn8s_paper" and not vgg:
+            raise PipelineError(
+                "seg.model=fcn8s_paper fine-tunes ImageNet VGG-16 (paper §4.1) but seg.pretrained_vgg16 is not set: "
+                "set seg.pretrained_vgg16=/path/to/vgg16-397923af.pth (torchvision's VGG-16 state dict, a local "
+                "file; nothing is downloaded), or train from scratch with seg.model=fcn8s"
+            )
+        if vgg and not Path(vgg).is_file():
+            raise PipelineError(f"seg.pretrained_vgg16={vgg}: no such file (torchvision's vgg16-397923af.pth)")
+        if self.cfg.get("budget", "steps") not in ("steps", "epochs"):
+            raise PipelineError(f"budget={self.cfg.budget!r}: steps (same optimiser steps for every variant) or epochs")
+
+    def _seg_model_args(self) -> list[str]:
+        vgg = self.cfg.seg.get("pretrained_vgg16")
+        return [f"model={self.cfg.seg.model}"] + ([f"model.pretrained_vgg16={quoted(Path(vgg).resolve())}"] if vgg else [])
 
     def stage_data(self) -> bool:
         # data=pipeline carries splits_path=<run_dir>/splits.json: inspect writes the split there
@@ -181,7 +264,7 @@ class Pipeline:
     def stage_judge(self) -> bool:
         judge = self.layout.judge_dir
         args = [
-            f"model={self.cfg.seg.model}",
+            *self._seg_model_args(),
             "data.fraction=1.0",
             "data.augment=none",
             f"trainer.max_epochs={self.cfg.judge.max_epochs}",
@@ -199,48 +282,57 @@ class Pipeline:
         return result["best_ckpt"] or result["last_ckpt"]
 
     def stage_gan(self) -> bool:
-        epochs = list(self.cfg.gan.epochs)
         constant = self.cfg.gan.lr_policy == "constant"
-        fracs = ",".join(str(f) for f in self.fractions())
-        args = [
-            "model=lcgan",
-            f"data.fraction={fracs}",
-            f"model.lr_policy={self.cfg.gan.lr_policy}",
-            # constant LR: the shorter candidates are checkpoints of the longest run;
-            # linear decay: every epoch count is its own job and keeps only its final epoch
-            f"model.save_epochs=[{','.join(str(e) for e in epochs)}]"
-            if constant
-            else "model.save_epochs=[${trainer.max_epochs}]",
-            f"trainer.max_epochs={max(epochs) if constant else ','.join(str(e) for e in epochs)}",
-            f"seed={self.cfg.seed}",
-            "test=false",
-            "task_name=gan",
-            f"hydra/launcher={self.cfg.launcher}",
-            f"hydra.sweep.dir={quoted(self.layout.gan_sweep_dir)}",
-            f"hydra.sweep.subdir={quoted(GAN_SUBDIR)}",
-            *self._train_args(self.cfg.gan),
-        ]
-        self._run_app("lcgan_lightning.cli.train", args, multirun=True)
+        seeds = ",".join(str(x) for x in self.seeds())
+        # one multirun per group of fractions that share their candidate epochs (all of them with gan.epochs)
+        groups: dict[tuple[int, ...], list[float]] = {}
+        for f in self.fractions():
+            groups.setdefault(tuple(self.gan_epochs(f)), []).append(f)
+        for epochs, fracs in groups.items():
+            args = [
+                "model=lcgan",
+                f"data.fraction={','.join(repr(f) for f in fracs)}",
+                f"data.batch_size={int(self.cfg.gan.batch_size)}",
+                f"model.lr_policy={self.cfg.gan.lr_policy}",
+                # constant LR: the shorter candidates are checkpoints of the longest run;
+                # linear decay: every epoch count is its own job and keeps only its final epoch
+                f"model.save_epochs=[{','.join(str(e) for e in epochs)}]"
+                if constant
+                else "model.save_epochs=[${trainer.max_epochs}]",
+                f"trainer.max_epochs={max(epochs) if constant else ','.join(str(e) for e in epochs)}",
+                f"seed={seeds}",
+                "test=false",
+                "task_name=gan",
+                f"hydra/launcher={self.cfg.launcher}",
+                f"hydra.sweep.dir={quoted(self.layout.gan_sweep_dir)}",
+                f"hydra.sweep.subdir={quoted(GAN_SUBDIR)}",
+                *self._train_args(self.cfg.gan),
+            ]
+            self._run_app("lcgan_lightning.cli.train", args, multirun=True)
         return not self._collect("gan", self.gan_dirs())
 
     def stage_select(self) -> bool:
-        self.layout.candidates.parent.mkdir(parents=True, exist_ok=True)
-        self.layout.candidates.write_text(json.dumps(self.candidates(), indent=2))
-        args = [
-            f"candidates={quoted(self.layout.candidates)}",
-            f"judge_ckpt={quoted(self.judge_ckpt())}",
-            f"out_dir={quoted(self.run_dir)}",
-            f"seed={self.cfg.seed}",
-            f"hydra.run.dir={quoted(self.layout.select_dir)}",
-            *list(self.cfg.select.get("overrides") or []),
-        ]
-        self._run_app("lcgan_lightning.cli.select", args)
-        return self.layout.selected.exists()
+        for seed in self.seeds():
+            if self.layout.selected(seed).exists() and self.layout.scores(seed).exists():
+                continue
+            cands = self.layout.candidates(seed)
+            cands.parent.mkdir(parents=True, exist_ok=True)
+            cands.write_text(json.dumps(self.candidates(seed), indent=2))
+            args = [
+                f"candidates={quoted(cands)}",
+                f"judge_ckpt={quoted(self.judge_ckpt())}",
+                f"out_dir={quoted(self.layout.select_dir(seed))}",
+                f"seed={seed}",
+                f"hydra.run.dir={quoted(self.layout.select_dir(seed))}",
+                *list(self.cfg.select.get("overrides") or []),
+            ]
+            self._run_app("lcgan_lightning.cli.select", args)
+        return all(self.layout.selected(s).exists() for s in self.seeds())
 
-    def synthetic_is_current(self, fraction: float) -> bool:
-        """The fraction's synthetic set exists and was made by the generator selected.json names."""
-        manifest = self.layout.synthetic_dir(fraction) / "manifest.json"
-        selected = self.layout.selected
+    def synthetic_is_current(self, fraction: float, seed: int) -> bool:
+        """The synthetic set exists and was made by the generator the repeat's selected.json names."""
+        manifest = self.layout.synthetic_dir(fraction, seed) / "manifest.json"
+        selected = self.layout.selected(seed)
         if not (manifest.exists() and selected.exists()):
             return False
         made_by = json.loads(manifest.read_text()).get("checkpoint")
@@ -251,31 +343,32 @@ class Pipeline:
         return False
 
     def stage_synthesize(self) -> bool:
-        selected = json.loads(self.layout.selected.read_text())
-        for f in self.fractions():
-            out = self.layout.synthetic_dir(f)
-            checkpoint = selected[fraction_key(f)]["checkpoint"]
-            if self.synthetic_is_current(f):
-                continue
-            args = [
-                f"checkpoint={quoted(checkpoint)}",
-                "overwrite=true",
-                f"data.fraction={f}",
-                f"out_dir={quoted(out)}",
-                f"seed={self.cfg.seed}",
-                f"hydra.run.dir={quoted(out / '.hydra_run')}",
-                *list(self.cfg.synthesize.get("overrides") or []),
-            ]
-            self._run_app("lcgan_lightning.cli.synthesize", args)
+        for seed in self.seeds():
+            selected = json.loads(self.layout.selected(seed).read_text())
+            for f in self.fractions():
+                if self.synthetic_is_current(f, seed):
+                    continue
+                out = self.layout.synthetic_dir(f, seed)
+                args = [
+                    f"checkpoint={quoted(selected[fraction_key(f)]['checkpoint'])}",
+                    "overwrite=true",
+                    f"data.fraction={f!r}",
+                    f"out_dir={quoted(out)}",
+                    f"seed={seed}",
+                    f"hydra.run.dir={quoted(out.parent / ('.hydra_run_' + out.name))}",
+                    *list(self.cfg.synthesize.get("overrides") or []),
+                ]
+                self._run_app("lcgan_lightning.cli.synthesize", args)
         return True
 
     def stage_seg(self) -> bool:
         args = [
-            f"model={self.cfg.seg.model}",
-            f"data.fraction={','.join(str(f) for f in self.fractions())}",
+            *self._seg_model_args(),
+            f"data.fraction={','.join(repr(f) for f in self.fractions())}",
             f"data.augment={','.join(self.cfg.augments)}",
-            f"seed={','.join(str(s) for s in self.cfg.seeds)}",
+            f"seed={','.join(str(s) for s in self.seeds())}",
             "data.synthetic_dir=" + quoted(self.layout.synthetic_dir_pattern),
+            f"data.samples_per_epoch={'original' if self.cfg.get('budget', 'steps') == 'steps' else 'null'}",
             f"trainer.max_epochs={self.cfg.seg.max_epochs}",
             "task_name=seg",
             f"hydra/launcher={self.cfg.launcher}",
@@ -295,6 +388,7 @@ class Pipeline:
     # ------------------------------------------------------------------ driver
     def run(self) -> Path:
         """Run (or finish) every configured stage; returns the report path."""
+        self.preflight()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.state_path.exists():
             state = self._load_state()
@@ -305,12 +399,14 @@ class Pipeline:
         done = lambda *paths: all(p.exists() for p in paths)  # noqa: E731
         lay = self.layout
         self._stage("data", done(lay.splits), self.stage_data)
+        self.write_subsets()
         self._stage("judge", done(train_result(lay.judge_dir)), self.stage_judge)
         self._stage("gan", done(*(train_result(d) for d in self.gan_dirs())), self.stage_gan)
-        self._stage("select", done(lay.scores, lay.selected), self.stage_select)
+        self._stage("select", done(*(p for s in self.seeds() for p in (lay.scores(s), lay.selected(s)))),
+                    self.stage_select)
         self._stage(
             "synthesize",
-            all(self.synthetic_is_current(f) for f in self.fractions()),
+            all(self.synthetic_is_current(f, s) for f in self.fractions() for s in self.seeds()),
             self.stage_synthesize,
         )
         self._stage("seg", done(*(train_result(d) for d in self.seg_dirs())), self.stage_seg)

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from lcgan_lightning.comparison import METHOD, compare_to_original, fmt_change
 from lcgan_lightning.constants import LESION_CLASSES
 from lcgan_lightning.layout import TEST_METRICS, RunLayout, fraction_key
+from lcgan_lightning.paper_numbers import PAPER
 from lcgan_lightning.synthesize import SAMPLES
 
 # results.json names of the augmentation variants (config value -> key)
@@ -27,49 +29,8 @@ VARIANT_LABELS: dict[str, str] = {
     "traditional": "+ traditional aug.",
     "both": "+ both",
 }
-METRIC_KEYS = ("dsc", "precision", "recall")
-
-# The paper's published numbers (Tables 1–3), for side-by-side comparison only.
-PAPER: dict[str, Any] = {
-    "full": {
-        "dsc": 0.628,
-        "precision": 0.850,
-        "recall": 0.802,
-        "per_class_dsc": {"IPH": 0.842, "IVH": 0.760, "SAH": 0.657, "EDH": 0.872, "SDH": 0.817},
-    },
-    "fractions": {
-        "0.025": {
-            "original": {"dsc": 0.244, "precision": 0.408, "recall": 0.360,
-                         "per_class_dsc": {"IPH": 0.772, "IVH": 0.186, "SAH": 0.246, "EDH": 0.424, "SDH": 0.558}},
-            "gan": {"dsc": 0.323, "precision": 0.519, "recall": 0.479,
-                    "per_class_dsc": {"IPH": 0.773, "IVH": 0.513, "SAH": 0.456, "EDH": 0.672, "SDH": 0.602}},
-            "traditional": {"dsc": 0.352, "precision": 0.549, "recall": 0.502,
-                            "per_class_dsc": {"IPH": 0.782, "IVH": 0.553, "SAH": 0.481, "EDH": 0.612, "SDH": 0.635}},
-            "both": {"dsc": 0.371, "precision": 0.607, "recall": 0.540,
-                     "per_class_dsc": {"IPH": 0.777, "IVH": 0.517, "SAH": 0.529, "EDH": 0.708, "SDH": 0.642}},
-        },
-        "0.1": {
-            "original": {"dsc": 0.478, "precision": 0.695, "recall": 0.681,
-                         "per_class_dsc": {"IPH": 0.809, "IVH": 0.682, "SAH": 0.629, "EDH": 0.716, "SDH": 0.690}},
-            "gan": {"dsc": 0.489, "precision": 0.719, "recall": 0.684,
-                    "per_class_dsc": {"IPH": 0.816, "IVH": 0.685, "SAH": 0.630, "EDH": 0.738, "SDH": 0.691}},
-            "traditional": {"dsc": 0.529, "precision": 0.762, "recall": 0.724,
-                            "per_class_dsc": {"IPH": 0.818, "IVH": 0.702, "SAH": 0.645, "EDH": 0.768, "SDH": 0.737}},
-            "both": {"dsc": 0.538, "precision": 0.766, "recall": 0.737,
-                     "per_class_dsc": {"IPH": 0.821, "IVH": 0.715, "SAH": 0.636, "EDH": 0.775, "SDH": 0.752}},
-        },
-        "0.25": {
-            "original": {"dsc": 0.565, "precision": 0.809, "recall": 0.747,
-                         "per_class_dsc": {"IPH": 0.829, "IVH": 0.737, "SAH": 0.654, "EDH": 0.811, "SDH": 0.767}},
-            "gan": {"dsc": 0.571, "precision": 0.810, "recall": 0.757,
-                    "per_class_dsc": {"IPH": 0.832, "IVH": 0.748, "SAH": 0.652, "EDH": 0.832, "SDH": 0.766}},
-            "traditional": {"dsc": 0.580, "precision": 0.834, "recall": 0.763,
-                            "per_class_dsc": {"IPH": 0.828, "IVH": 0.737, "SAH": 0.652, "EDH": 0.837, "SDH": 0.781}},
-            "both": {"dsc": 0.581, "precision": 0.844, "recall": 0.777,
-                     "per_class_dsc": {"IPH": 0.832, "IVH": 0.750, "SAH": 0.653, "EDH": 0.837, "SDH": 0.780}},
-        },
-    },
-}
+METRIC_KEYS = ("dsc", "binary_dsc", "precision", "recall")
+CLASS_KEYS = ("per_class_dsc", "per_class_dsc_present")
 
 
 def _read_json(path: Path) -> Any:
@@ -83,16 +44,17 @@ def _float_or_none(value: Any) -> float | None:
 def _metrics(raw: dict[str, Any]) -> dict[str, Any]:
     """The METRICS block of results.json (README) from a test_metrics.json (extra keys dropped).
 
-    A class absent from both truth and prediction on the whole test set has no DSC: null.
+    A per-class value is null where the class has no DSC (per_class_dsc: in neither truth nor
+    prediction on the whole test set; per_class_dsc_present: in no truth image).
     """
     return {
-        **{k: float(raw[k]) for k in METRIC_KEYS},
-        "per_class_dsc": {c: _float_or_none(raw["per_class_dsc"].get(c)) for c in LESION_CLASSES},
+        **{k: _float_or_none(raw.get(k)) for k in METRIC_KEYS},
+        **{key: {c: _float_or_none(raw.get(key, {}).get(c)) for c in LESION_CLASSES} for key in CLASS_KEYS},
     }
 
 
 def _aggregate(runs: list[dict[str, Any]], reduce) -> dict[str, Any]:
-    """Reduce each figure over seeds, ignoring the runs where it is null."""
+    """Reduce each figure over repeats, ignoring the runs where it is null."""
 
     def over_runs(values: list[float | None]) -> float | None:
         present = [v for v in values if v is not None]
@@ -100,7 +62,7 @@ def _aggregate(runs: list[dict[str, Any]], reduce) -> dict[str, Any]:
 
     return {
         **{k: over_runs([r[k] for r in runs]) for k in METRIC_KEYS},
-        "per_class_dsc": {c: over_runs([r["per_class_dsc"][c] for r in runs]) for c in LESION_CLASSES},
+        **{key: {c: over_runs([r[key][c] for r in runs]) for c in LESION_CLASSES} for key in CLASS_KEYS},
     }
 
 
@@ -108,33 +70,62 @@ def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def collect_results(run_dir: Path, scale: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(results.json content, per-seed metrics, std over seeds) from the run dir's files.
+def run_plan(layout: RunLayout) -> dict[str, Any]:
+    """What the pipeline ran: subsets (fraction, patients, slices), augments, repeat seeds, budget."""
+    cfg = _load_yaml(layout.pipeline_config)
+    seeds = cfg.get("seeds") or [int(cfg["seed"]) + r for r in range(int(cfg.get("repeats", 1)))]
+    if layout.subsets.is_file():
+        subsets = _read_json(layout.subsets)
+    else:
+        subsets = {fraction_key(f): {"fraction": float(f)} for f in cfg["fractions"]}
+    return {"cfg": cfg, "subsets": subsets, "augments": list(cfg["augments"]), "seeds": [int(s) for s in seeds],
+            "budget": cfg.get("budget", "epochs")}
 
-    Reads exactly the runs `pipeline.yaml` configured (fractions × augments × seeds); a missing
+
+def _selected_block(sel: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "epochs": int(sel["epochs"]),
+        "fcn_score": float(sel["fcn_score"]),
+        "sharpness": float(sel["sharpness"]),
+        "sharpness_ratio": _float_or_none(sel.get("sharpness_ratio")),
+        "ssim": _float_or_none(sel.get("ssim")),
+        # null when the realism classifier could not be trained (scores.json says why)
+        "fooled": _float_or_none(sel["fooled"]),
+    }
+
+
+def collect_results(run_dir: Path, scale: str, n_boot: int = 2000, level: float = 0.95
+                    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(results.json content, per-repeat metrics, std over repeats) from the run dir's files.
+
+    Reads exactly the runs `pipeline.yaml` configured (subsets × augments × repeats); a missing
     `test_metrics.json` is an error naming every missing file, never a silently shorter table.
     """
     run_dir = Path(run_dir)
     layout = RunLayout(run_dir)
-    selected = _read_json(layout.selected)
-    pipeline_cfg = _load_yaml(layout.pipeline_config)
+    plan = run_plan(layout)
+    seeds = plan["seeds"]
+    selected = {s: _read_json(layout.selected(s)) for s in seeds}
     results: dict[str, Any] = {
         "scale": scale,
-        "image_size": int(pipeline_cfg["data"]["image_size"]),
-        "seed": int(pipeline_cfg["seed"]),
+        "image_size": int(plan["cfg"]["data"]["image_size"]),
+        "seed": int(plan["cfg"]["seed"]),
+        "repeats": len(seeds),
+        "budget": plan["budget"],
+        "statistics": {"method": METHOD, "n_boot": n_boot, "level": level},
         "full": _metrics(_read_json(layout.judge_dir / TEST_METRICS)),
         "fractions": {},
     }
     per_seed: dict[str, Any] = {}
     std: dict[str, Any] = {}
     missing: list[str] = []
-    for fraction in (float(f) for f in pipeline_cfg["fractions"]):
-        fkey = fraction_key(fraction)
-        block: dict[str, Any] = {}
-        for aug in pipeline_cfg["augments"]:
+    for fkey, info in plan["subsets"].items():
+        fraction = float(info["fraction"])
+        block: dict[str, Any] = {k: info[k] for k in ("patients", "slices") if k in info}
+        for aug in plan["augments"]:
             name = VARIANTS[aug]
             runs = {}
-            for seed in pipeline_cfg["seeds"]:
+            for seed in seeds:
                 path = layout.seg_dir(fraction, aug, seed) / TEST_METRICS
                 if path.exists():
                     runs[f"seed={seed}"] = _metrics(_read_json(path))
@@ -144,14 +135,13 @@ def collect_results(run_dir: Path, scale: str) -> tuple[dict[str, Any], dict[str
                 block[name] = _aggregate(list(runs.values()), statistics.fmean)
                 per_seed.setdefault(fkey, {})[name] = runs
                 std.setdefault(fkey, {})[name] = _aggregate(list(runs.values()), _std)
-        sel = selected[fkey]
-        block["selected"] = {
-            "epochs": int(sel["epochs"]),
-            "fcn_score": float(sel["fcn_score"]),
-            "sharpness": float(sel["sharpness"]),
-            # null when the realism classifier could not be trained (scores.json says why)
-            "fooled": _float_or_none(sel["fooled"]),
-        }
+        if not missing:
+            for name, vs in compare_to_original(layout, fraction, plan["augments"], seeds, VARIANTS,
+                                                n_boot, level).items():
+                block[name]["vs_original"] = vs
+        block["selected"] = _selected_block(selected[seeds[0]][fkey])
+        if len(seeds) > 1:
+            block["selected_per_repeat"] = {f"seed={s}": _selected_block(selected[s][fkey]) for s in seeds}
         results["fractions"][fkey] = block
     if missing:
         raise FileNotFoundError(f"{run_dir}: segmentation results missing:\n  " + "\n  ".join(missing))
@@ -170,50 +160,74 @@ def _fmt(mean: float | None, sd: float | None = None) -> str:
     return f"{mean:.3f}" if not sd else f"{mean:.3f} ± {sd:.3f}"
 
 
+def subset_title(fkey: str, block: dict[str, Any]) -> str:
+    """Column title of a subset: '2.5 %' or '8 patients (2.9 %)'."""
+    pct = f"{float(fkey) * 100:.3g} %"
+    return f"{block['patients']} patients ({pct})" if "patients" in block else pct
+
+
 def _tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:
     fracs = list(results["fractions"])
-    head = "| | " + " | ".join(f"{float(f) * 100:g} % (ours / paper)" for f in fracs) + " |"
+    titles = [subset_title(f, results["fractions"][f]) for f in fracs]
+    head = "| | " + " | ".join(f"{t} (ours / paper)" for t in titles) + " |"
     sep = "|---" * (len(fracs) + 1) + "|"
-    lines = ["## Table 1 — DSC (mean over test images, background ignored)", "", head, sep]
+    spread = "mean ± std over repeats" if results.get("repeats", 1) > 1 else "one repeat"
+    change = ("Under each variant: Δ vs original [95 % bootstrap CI over test patients] and the verdict "
+              "(better / no detectable change / worse).")
 
-    def row(label: str, key: str, metric: str) -> str:
-        cells = []
+    def row(label: str, key: str, metric: str) -> list[str]:
+        cells, changes = [], []
         for f in fracs:
             ours = results["fractions"][f].get(key)
             paper = PAPER["fractions"].get(f, {}).get(key, {}).get(metric)
             sd = std.get(f, {}).get(key, {}).get(metric)
             cell = _fmt(ours[metric], sd) if ours else "—"
             cells.append(f"{cell} / {paper:.3f}" if paper is not None else cell)
-        return f"| {label} | " + " | ".join(cells) + " |"
+            changes.append(fmt_change((ours or {}).get("vs_original", {}).get(metric)))
+        out = [f"| {label} | " + " | ".join(cells) + " |"]
+        if key != "original":
+            out.append("| ↳ Δ vs original | " + " | ".join(changes) + " |")
+        return out
 
-    for key, label in VARIANT_LABELS.items():
-        lines.append(row(label, key, "dsc"))
-    lines += [f"| Entire dataset (100 %) | {results['full']['dsc']:.3f} / {PAPER['full']['dsc']:.3f} |", ""]
-
-    lines += ["## Table 2 — detection precision and recall (test set)", ""]
-    for metric in ("precision", "recall"):
-        lines += [f"**{metric}**", "", head, sep]
+    def table(metric: str, full_paper: float | None) -> list[str]:
+        lines = [head, sep]
         for key, label in VARIANT_LABELS.items():
-            lines.append(row(label, key, metric))
-        lines += [
-            f"| Entire dataset (100 %) | {results['full'][metric]:.3f} / {PAPER['full'][metric]:.3f} |",
-            "",
-        ]
+            lines += row(label, key, metric)
+        full = _fmt(results["full"][metric])
+        lines += [f"| Entire dataset (100 %) | {full}" + (f" / {full_paper:.3f}" if full_paper else "") + " |", ""]
+        return lines
 
-    lines += ["## Table 3 — DSC per class (ours / paper)", ""]
+    lines = ["## Table 1 — DSC", "",
+             f"Strict DSC as in the paper: per test image, mean Dice over the lesion classes present in truth or "
+             f"prediction (background ignored), averaged over images; {spread}. {change}", ""]
+    lines += table("dsc", PAPER["full"]["dsc"])
+    lines += ["**Binary lesion DSC** (any lesion vs background, per image; not in the paper)", ""]
+    lines += table("binary_dsc", None)
+    lines += ["## Table 2 — detection precision and recall (test set)", "",
+              f"Lesion components matched at Dice ≥ 0.25 (README, Metric definitions); {spread}. {change}", ""]
+    for metric in ("precision", "recall"):
+        lines += [f"**{metric}**", ""] + table(metric, PAPER["full"][metric])
+
+    lines += ["## Table 3 — DSC per class (ours / paper)", "",
+              "Per class: mean Dice over the test images whose TRUTH holds the class (the definition that "
+              "matches the paper's per-class values, which lie far above its overall DSC); mean over repeats, "
+              "then the verdict of the paired comparison with original.", ""]
     lines += ["| training data | " + " | ".join(LESION_CLASSES) + " |", "|---" * (len(LESION_CLASSES) + 1) + "|"]
-    for f in fracs:
+    for f, title in zip(fracs, titles, strict=True):
         for key, label in VARIANT_LABELS.items():
             ours = results["fractions"][f].get(key)
             if not ours:
                 continue
             paper = PAPER["fractions"].get(f, {}).get(key, {}).get("per_class_dsc", {})
-            cells = [
-                f"{_fmt(ours['per_class_dsc'][c])} / {paper[c]:.3f}" if c in paper else _fmt(ours["per_class_dsc"][c])
-                for c in LESION_CLASSES
-            ]
-            lines.append(f"| {float(f) * 100:g} % {label} | " + " | ".join(cells) + " |")
-    full = results["full"]["per_class_dsc"]
+            vs = ours.get("vs_original", {}).get("per_class_dsc_present", {})
+            cells = []
+            for c in LESION_CLASSES:
+                cell = _fmt(ours["per_class_dsc_present"][c])
+                cell += f" / {paper[c]:.3f}" if c in paper else ""
+                cell += f" · {vs[c]['verdict']}" if c in vs else ""
+                cells.append(cell)
+            lines.append(f"| {title} {label} | " + " | ".join(cells) + " |")
+    full = results["full"]["per_class_dsc_present"]
     cells = [f"{_fmt(full[c])} / {PAPER['full']['per_class_dsc'][c]:.3f}" for c in LESION_CLASSES]
     lines += ["| 100 % (entire dataset) | " + " | ".join(cells) + " |", ""]
     return lines
@@ -228,15 +242,14 @@ def _fig7(results: dict[str, Any], path: Path) -> None:
     fracs = list(results["fractions"])
     x = [float(f) * 100 for f in fracs]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    for ax, metric in zip(axes, METRIC_KEYS, strict=True):
-        for key in ("gan", "traditional", "both"):
-            ys = [
-                results["fractions"][f][key][metric] - results["fractions"][f]["original"][metric]
-                if key in results["fractions"][f] and "original" in results["fractions"][f]
-                else np.nan
-                for f in fracs
-            ]
-            ax.plot(x, ys, marker="o", label=VARIANT_LABELS[key])
+    for ax, metric in zip(axes, ("dsc", "precision", "recall"), strict=True):
+        for i, key in enumerate(("gan", "traditional", "both")):
+            vs = [(results["fractions"][f].get(key) or {}).get("vs_original", {}).get(metric) for f in fracs]
+            ys = np.array([v["diff"] if v and v["diff"] is not None else np.nan for v in vs])
+            lo = np.array([v["ci"][0] if v and v["ci"][0] is not None else np.nan for v in vs])
+            hi = np.array([v["ci"][1] if v and v["ci"][1] is not None else np.nan for v in vs])
+            xs = [v * (1 + 0.04 * (i - 1)) for v in x]  # side by side
+            ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], marker="o", capsize=3, label=VARIANT_LABELS[key])
         paper = [
             PAPER["fractions"][f]["both"][metric] - PAPER["fractions"][f]["original"][metric]
             if f in PAPER["fractions"]
@@ -249,33 +262,38 @@ def _fig7(results: dict[str, Any], path: Path) -> None:
         ax.minorticks_off()
         ax.set_xticks(x, [f"{v:g}" for v in x])
         ax.set_xlabel("training patients (%)")
-        ax.set_title(f"{metric.upper() if metric == 'dsc' else metric}: change vs original")
+        ax.set_title(f"{metric.upper() if metric == 'dsc' else metric}: change vs original (95 % CI)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _sample_grid(layout: RunLayout, fraction: float, path: Path) -> bool:
+def _sample_grid(layout: RunLayout, fraction: float, seed: int, path: Path) -> bool:
     """Copy the synthetic set's mask | real | synthetic grid (drawn by the synthesize stage) to `path`."""
-    grid = layout.synthetic_dir(fraction) / SAMPLES
+    grid = layout.synthetic_dir(fraction, seed) / SAMPLES
     if not grid.is_file():
         return False
     shutil.copyfile(grid, path)
     return True
 
 
-def _selection_table(layout: RunLayout) -> list[str]:
-    scores = _read_json(layout.scores)
-    selected = _read_json(layout.selected)
-    cands = scores.get("candidates", [])
-    cols = ["fraction", "epochs", "fcn_score", "sharpness", "fft_mean", "fooled_0.1", "fooled_0.5"]
+def _selection_table(layout: RunLayout, seeds: list[int]) -> list[str]:
+    cols = ["fraction", "epochs", "fcn_score", "sharpness_ratio", "ssim", "sharpness", "fooled_0.1", "fooled_0.5"]
     lines = ["## Generator selection", ""]
-    conventions = scores.get("conventions")
+    conventions = _read_json(layout.scores(seeds[0])).get("conventions")
     if isinstance(conventions, dict):
         lines += [f"- **{k}**: {v}" for k, v in conventions.items()] + [""]
-    elif conventions:
-        lines += [str(conventions), ""]
+    for seed in seeds:
+        lines += _selection_rows(layout, seed, cols, len(seeds) > 1)
+    return lines
+
+
+def _selection_rows(layout: RunLayout, seed: int, cols: list[str], title: bool) -> list[str]:
+    scores = _read_json(layout.scores(seed))
+    selected = _read_json(layout.selected(seed))
+    cands = scores.get("candidates", [])
+    lines = [f"**repeat seed {seed}**", ""] if title else []
     lines += ["| " + " | ".join(cols) + " | selected |", "|---" * (len(cols) + 1) + "|"]
     for c in cands:
         fkey = fraction_key(c.get("fraction"))
@@ -301,13 +319,15 @@ def write_report(run_dir: Path, scale: str = "custom") -> Path:
     layout.results.write_text(json.dumps(results, indent=2))
     layout.results_per_seed.write_text(json.dumps({"per_seed": per_seed, "std": std}, indent=2))
 
-    seeds = sorted({s for f in per_seed.values() for v in f.values() for s in v})
+    seeds = run_plan(layout)["seeds"]
+    budget = ("same optimiser steps for every variant of a subset (augmented sets sampled down to the original "
+              "size per epoch)" if results["budget"] == "steps" else "the paper's fixed epochs over each training set")
     lines = [
         f"# LcGAN experiment report — scale `{scale}`",
         "",
         f"Run dir: `{run_dir}` · image size {results['image_size']}² · split seed {results['seed']} · "
-        f"segmentation seeds: {', '.join(s.split('=')[1] for s in seeds) or '—'}"
-        + (" (cells: mean ± std over seeds)" if len(seeds) > 1 else ""),
+        f"{len(seeds)} repeat(s), seeds {', '.join(str(s) for s in seeds)} (each repeat: its own GAN, selection, "
+        f"synthetic set and segmenters) · training budget: {budget}.",
         "",
         "Every number below comes from this run's files; the paper's published value follows each of ours "
         "(`ours / paper`) where the paper has one. The paper used ~2,100 real patients at 256²; "
@@ -319,11 +339,11 @@ def write_report(run_dir: Path, scale: str = "custom") -> Path:
     lines += ["## Fig. 7 analogue — improvement over the original training set", "",
               "![improvement](figures/fig7_improvement.png)", ""]
     lines += ["## Samples — mask | real | synthetic (selected generator)", ""]
-    for fkey in results["fractions"]:
+    for fkey, block in results["fractions"].items():
         name = f"samples_frac={fkey}.png"
-        if _sample_grid(layout, float(fkey), figures / name):
-            lines += [f"**{float(fkey) * 100:g} %**", "", f"![samples {fkey}](figures/{name})", ""]
-    lines += _selection_table(layout)
+        if _sample_grid(layout, float(fkey), seeds[0], figures / name):
+            lines += [f"**{subset_title(fkey, block)}** (repeat seed {seeds[0]})", "", f"![samples {fkey}](figures/{name})", ""]
+    lines += _selection_table(layout, seeds)
     state_file = layout.state
     state = _read_json(state_file).get("stages", {}) if state_file.exists() else {}
     if state:

@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "lcgan_lightning.visual": 0,
     "lcgan_lightning.figures": 0,
     "lcgan_lightning.layout": 0,
+    "lcgan_lightning.paper_numbers": 0,
     "lcgan_lightning.data": 1,
     "lcgan_lightning.models": 1,
     "lcgan_lightning.selection": 2,
@@ -32,6 +33,7 @@ LAYERS: dict[str, int] = {
     "lcgan_lightning.bench": 2,
     "lcgan_lightning.pipeline": 3,
     "lcgan_lightning.report": 3,
+    "lcgan_lightning.comparison": 3,
     "lcgan_lightning.cli": 4,
 }
 # same layer, but neither may import the other

@@ -209,3 +209,25 @@ def test_shuffle_follows_the_training_seed_not_the_split_seed(root, tmp_path):
     assert order(1) != order(2)
     assert sorted(order(1)) == sorted(order(2))
     assert dm.sample_seed == dm.seed == 5 and _dm(root, tmp_path, sample_seed=7).sample_seed == 7
+
+
+def test_samples_per_epoch_gives_every_variant_the_same_steps(root, tmp_path):
+    """budget=steps: an augmented set is sampled down to the original size per epoch (a new subset
+    each epoch, from torch's seeded generator), so original and +traditional take the same steps."""
+    import torch
+
+    plain = _dm(root, tmp_path, augment="none", samples_per_epoch="original")
+    doubled = _dm(root, tmp_path, augment="traditional", samples_per_epoch="original")
+    n = len(plain.train_slices)
+    assert len(doubled.train_dataset) == 2 * n and doubled.epoch_samples() == n
+    assert len(plain.train_dataloader()) == len(doubled.train_dataloader())
+    torch.manual_seed(0)
+    first = torch.cat([b["image"] for b in doubled.train_dataloader()])
+    second = torch.cat([b["image"] for b in doubled.train_dataloader()])
+    assert len(first) == len(second) == n and not torch.equal(first, second)  # a fresh subset each epoch
+    full = _dm(root, tmp_path, augment="traditional")  # budget=epochs: every slice, every epoch
+    assert full.epoch_samples() == 2 * n
+    from lcgan_lightning.data.validation import DatasetError
+
+    with pytest.raises(DatasetError, match="samples_per_epoch"):
+        _dm(root, tmp_path, samples_per_epoch="half")

@@ -10,8 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from lcgan_lightning.training import train
 from lcgan_lightning.paths import CONF_DIR
+from lcgan_lightning.training import train
 
 TINY = [
     "model=fcn8s", "data=phantom", "data.image_size=32", "data.phantom.num_patients=12",

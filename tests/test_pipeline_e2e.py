@@ -11,6 +11,7 @@ import pytest
 
 from lcgan_lightning.constants import LESION_CLASSES
 from lcgan_lightning.data.splits import fraction_key
+from lcgan_lightning.layout import RunLayout
 from lcgan_lightning.pipeline import Pipeline, quoted
 
 TINY = [
@@ -19,11 +20,12 @@ TINY = [
     "data.phantom.image_size=32",
     "data.phantom.num_patients=12",
     "data.phantom.num_slices=8",
-    "fractions=[0.1,0.25]",
+    "subset_patients=[2,4]",
+    "repeats=2",
     "judge.max_epochs=1",
     "seg.max_epochs=1",
     "gan.epochs=[1,2]",
-    "gan.overrides=['model.ngf=8','model.ndf=8','data.batch_size=4']",
+    "gan.overrides=['model.ngf=8','model.ndf=8']",
     "seg.overrides=['model.width=0.125']",
     "select.overrides=['max_images=8','realism.epochs=1']",
 ]
@@ -43,10 +45,10 @@ def test_quoting_and_keys() -> None:
 
 
 def _metric_schema(m: dict) -> None:
-    assert set(m) == {"dsc", "precision", "recall", "per_class_dsc"}
-    for k in ("dsc", "precision", "recall"):
+    assert {"dsc", "binary_dsc", "precision", "recall", "per_class_dsc", "per_class_dsc_present"} <= set(m)
+    for k in ("dsc", "binary_dsc", "precision", "recall"):
         assert isinstance(m[k], float) and 0.0 <= m[k] <= 1.0
-    assert set(m["per_class_dsc"]) == set(LESION_CLASSES)
+    assert set(m["per_class_dsc"]) == set(LESION_CLASSES) == set(m["per_class_dsc_present"])
     assert all(v is None or 0.0 <= v <= 1.0 for v in m["per_class_dsc"].values())
 
 
@@ -57,41 +59,52 @@ def test_tiny_pipeline_end_to_end_and_resume(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert f"Report: {(run_dir / 'report.md').resolve()}" in first.stdout
 
-    # every stage's fixed output
-    for f in ("0.1", "0.25"):
-        assert (run_dir / "synthetic" / f"frac={f}" / "manifest.json").exists()
-        for aug in ("none", "gan", "traditional", "both"):
-            assert (run_dir / "seg" / f"frac={f}" / f"aug={aug}" / "seed=42" / "test_metrics.json").exists()
+    # every stage's fixed output: 2 subsets (2 and 4 of the 8 training patients) x 2 repeats (seeds 42, 43)
+    lay = RunLayout(run_dir)
+    subsets = json.loads(lay.subsets.read_text())
+    assert [v["patients"] for v in subsets.values()] == [2, 4]
+    fracs = [v["fraction"] for v in subsets.values()]
+    assert fracs == [2 / 8, 4 / 8]
+    for seed in (42, 43):
+        for f in fracs:
+            assert (lay.synthetic_dir(f, seed) / "manifest.json").exists()
+            for aug in ("none", "gan", "traditional", "both"):
+                assert (lay.seg_dir(f, aug, seed) / "test_metrics.json").exists()
     splits = json.loads((run_dir / "splits.json").read_text())
     assert not set(splits["train"]) & set(splits["val"]) and not set(splits["train"]) & set(splits["test"])
+    assert {"n=2", "n=4"} <= set(splits["subsets"])
 
     # results.json against the documented schema
     results = json.loads((run_dir / "results.json").read_text())
-    assert set(results) == {"scale", "image_size", "seed", "full", "fractions"}
-    assert (results["scale"], results["image_size"], results["seed"]) == ("smoke", 32, 42)
+    assert {"scale", "image_size", "seed", "full", "fractions", "repeats", "budget", "statistics"} <= set(results)
+    assert (results["scale"], results["image_size"], results["seed"], results["repeats"]) == ("smoke", 32, 42, 2)
     _metric_schema(results["full"])
-    assert set(results["fractions"]) == {"0.1", "0.25"}
-    selected = json.loads((run_dir / "selected.json").read_text())
+    assert set(results["fractions"]) == {fraction_key(f) for f in fracs}
+    selected = json.loads(lay.selected(42).read_text())
     for f, block in results["fractions"].items():
-        assert set(block) == {"original", "gan", "traditional", "both", "selected"}
+        assert {"original", "gan", "traditional", "both", "selected", "selected_per_repeat", "patients"} <= set(block)
         for variant in ("original", "gan", "traditional", "both"):
             _metric_schema(block[variant])
-        assert set(block["selected"]) == {"epochs", "fcn_score", "sharpness", "fooled"}
+        for variant in ("gan", "traditional", "both"):
+            vs = block[variant]["vs_original"]["dsc"]
+            assert vs["verdict"] in ("better", "no detectable change", "worse")
+            assert vs["ci"][0] <= vs["diff"] <= vs["ci"][1]
         assert block["selected"]["epochs"] == selected[f]["epochs"] in (1, 2)
 
-    # the report's numbers are the files' numbers
+    # the report's numbers are the files' numbers (means over the two repeats)
     report = (run_dir / "report.md").read_text()
-    table1 = report.split("## Table 2")[0].splitlines()
+    table1 = report.split("**Binary lesion DSC**")[0].splitlines()
     judge = json.loads((run_dir / "judge" / "test_metrics.json").read_text())
     full_row = next(line for line in table1 if line.startswith("| Entire dataset"))
     assert f"{judge['dsc']:.3f} / 0.628" in full_row
     for aug, label in (("none", "Selected (original)"), ("gan", "+ GAN generated"), ("both", "+ both")):
         row = next(line for line in table1 if line.startswith(f"| {label}"))
         cells = [c.strip() for c in row.strip("|").split("|")[1:]]
-        for f, cell in zip(("0.1", "0.25"), cells, strict=True):
-            seg = json.loads((run_dir / "seg" / f"frac={f}" / f"aug={aug}" / "seed=42" / "test_metrics.json").read_text())
-            assert cell.split(" / ")[0] == f"{seg['dsc']:.3f}"
-            assert results["fractions"][f][{"none": "original"}.get(aug, aug)]["dsc"] == pytest.approx(seg["dsc"])
+        for f, cell in zip(fracs, cells, strict=True):
+            dscs = [json.loads((lay.seg_dir(f, aug, s) / "test_metrics.json").read_text())["dsc"] for s in (42, 43)]
+            assert cell.split(" ± ")[0].split(" / ")[0] == f"{sum(dscs) / 2:.3f}"
+            assert results["fractions"][fraction_key(f)][{"none": "original"}.get(aug, aug)]["dsc"] == pytest.approx(
+                sum(dscs) / 2)
 
     # a second run skips every completed stage and trains nothing
     stamps = {p: p.stat().st_mtime_ns for p in run_dir.rglob("train_result.json")}
@@ -109,7 +122,8 @@ def test_tiny_pipeline_end_to_end_and_resume(tmp_path: Path) -> None:
 def test_failed_job_is_reported_by_name(tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create({"stages": ["gan"], "fractions": [0.1, 0.25], "gan": {"epochs": [1, 2], "lr_policy": "constant"}})
+    cfg = OmegaConf.create({"stages": ["gan"], "seed": 3, "fractions": [0.1, 0.25],
+                            "gan": {"epochs": [1, 2], "lr_policy": "constant"}})
     pipe = Pipeline(cfg, tmp_path)
     ok, bad = pipe.gan_dirs()
     ok.mkdir(parents=True)
@@ -117,4 +131,46 @@ def test_failed_job_is_reported_by_name(tmp_path: Path) -> None:
     bad.mkdir(parents=True)
     (bad / "failed.json").write_text(json.dumps({"error": "RuntimeError: CUDA out of memory"}))
     assert pipe._collect("gan", [ok, bad]) == [bad]
-    assert pipe.failures == ["gan: gan/frac=0.25/epochs=2: RuntimeError: CUDA out of memory"]
+    assert pipe.failures == ["gan: gan/frac=0.25/seed=3/epochs=2: RuntimeError: CUDA out of memory"]
+
+
+def test_paper_settings_without_vgg_weights_stop_before_training(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from lcgan_lightning.pipeline import PipelineError
+
+    cfg = OmegaConf.create({"seed": 1, "fractions": [0.1], "seg": {"model": "fcn8s_paper", "pretrained_vgg16": None}})
+    with pytest.raises(PipelineError, match=r"seg.pretrained_vgg16=/path/to/vgg16-397923af.pth.*seg.model=fcn8s"):
+        Pipeline(cfg, tmp_path / "run").run()
+    assert not (tmp_path / "run").exists()  # nothing was started
+    cfg.seg.pretrained_vgg16 = str(tmp_path / "missing.pth")
+    with pytest.raises(PipelineError, match="missing.pth: no such file"):
+        Pipeline(cfg, tmp_path / "run").run()
+
+
+def test_subset_counts_become_exact_fractions(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from lcgan_lightning.data.splits import subset_size
+    from lcgan_lightning.pipeline import PipelineError
+
+    pipe = Pipeline(OmegaConf.create({"seed": 0, "subset_patients": [53, 212, 529]}), tmp_path)
+    fracs = pipe._fractions(2117)
+    assert [subset_size(f, 2117) for f in fracs] == [53, 212, 529]  # the paper's sizes
+    with pytest.raises(PipelineError, match=r"\[600\] outside 1..500 \(the training split holds 500 patients\)"):
+        Pipeline(OmegaConf.create({"seed": 0, "subset_patients": [10, 600]}), tmp_path)._fractions(500)
+
+
+def test_gan_update_budget_becomes_epochs_per_subset(tmp_path: Path) -> None:
+    """gan.updates: small subsets get more epochs for the same number of generator updates."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"seed": 0, "fractions": [0.1, 0.5], "gan": {"updates": [100, 400], "batch_size": 4,
+                                                                         "lr_policy": "constant"}})
+    pipe = Pipeline(cfg, tmp_path)
+    pipe._facts = {"fractions": [0.1, 0.5], "slices": {"0.1": 40, "0.5": 200}, "patients": {}, "n_train": 0}
+    assert pipe.gan_epochs(0.1) == [10, 40]  # 10 updates per epoch
+    assert pipe.gan_epochs(0.5) == [2, 8]  # 50 updates per epoch
+    assert pipe.gan_run_epochs(0.1) == [40]
+    assert [c["epochs"] for c in pipe.candidates(seed=0)] == [10, 40, 2, 8]
+    assert pipe.candidates(seed=0)[1]["checkpoint"].endswith("gan/frac=0.1/seed=0/epochs=40/checkpoints/epoch=040.ckpt")

@@ -286,7 +286,7 @@ def test_scoring_end_to_end_schema(tmp_path):
                   "per_class_dsc", "rule_figure", "selected", "checkpoint"):
             assert k in r, k
         assert 0 <= r["fcn_score"] <= 1 and 0 <= r["fooled_0.1"] <= 1
-        ratio = r["sharpness"] / scores["reference_real"]["sharpness"]
+        ratio = r["sharpness_in_head"] / scores["reference_real"]["sharpness_in_head"]
         assert r["sharpness_ratio"] == pytest.approx(ratio)
         assert r["sharpness_match"] == pytest.approx(-abs(math.log(ratio)))
         assert set(r["per_class_dsc"]) == {"IPH", "IVH", "SAH", "EDH", "SDH"}

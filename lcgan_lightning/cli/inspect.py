@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lcgan_lightning.constants import LESION_CLASSES
-from lcgan_lightning.data.splits import training_patients
+from lcgan_lightning.data.splits import subset_label, training_patients
 from lcgan_lightning.paths import CONF_DIR
 
 MAX_SKIPPED_SHOWN = 20
@@ -69,8 +69,10 @@ def print_summary(dm: Any, info: dict[str, Any], run_dir: Path, console: Console
     for col in ("part", "patients", "slices", "classes"):
         table.add_column(col)
     rows = [(p, splits[p]) for p in ("train", "val", "test")]
-    rows += [(f"train {float(f) * 100:g} %", ids) for f, ids in splits["subsets"].items()]
-    if dm.fraction != 1.0:
+    rows += [(f"train {subset_label(k)}", ids) for k, ids in splits["subsets"].items()]
+    if dm.subset_patients is not None:
+        rows.append((f"data.subset_patients {dm.subset_patients}", training_patients(splits, patients=dm.subset_patients)))
+    elif dm.fraction != 1.0:
         rows.append((f"data.fraction {dm.fraction:g}", training_patients(splits, dm.fraction)))
     for name, ids in rows:
         classes = sorted({c for p in ids for c in per_patient[p]})

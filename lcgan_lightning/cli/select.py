@@ -62,8 +62,9 @@ def select_generators(cfg: DictConfig) -> dict[str, Any]:
     from lcgan_lightning.layout import fraction_key
     from lcgan_lightning.models.generation import load_generator, resolve_device
     from lcgan_lightning.models.segmenter import load_segmenter
-    from lcgan_lightning.selection import realism, score
+    from lcgan_lightning.selection import realism, rule, score
 
+    rk = rule.rule_kwargs(to_plain(cfg.rule))  # checks the rule block before any work
     candidates, skipped = load_candidates(cfg)
     if cfg.fractions is not None:
         wanted = {fraction_key(f) for f in cfg.fractions}
@@ -103,8 +104,9 @@ def select_generators(cfg: DictConfig) -> dict[str, Any]:
         dropout=cfg.dropout,
         batch_size=cfg.batch_size,
         realism_cfg=realism.realism_config(to_plain(cfg.realism)),
-        rule_name=cfg.rule.name,
-        weights=to_plain(cfg.rule.weights),
+        rule_name=rk.pop("rule"),
+        weights=rk.pop("weights", None),
+        rule_params=rk,
         fid=cfg.fid,
         ssim_psnr=cfg.ssim_psnr,
         sheet_columns=cfg.sheet_columns,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, RandomSampler
 
 from lcgan_lightning.config import to_plain
 from lcgan_lightning.constants import AUGMENT_CHOICES, LESION_CLASSES, NUM_CLASSES
@@ -92,6 +92,7 @@ class CTSliceDataModule(pl.LightningDataModule):
         subsets: Sequence[float] = DEFAULT_SUBSETS,
         subset_counts: Sequence[int] = (),
         subset_patients: int | None = None,
+        samples_per_epoch: str | int | None = None,
         seed: int = 0,
         sample_seed: int | None = None,
         augment: str = "none",
@@ -138,6 +139,10 @@ class CTSliceDataModule(pl.LightningDataModule):
         self.subsets = [float(f) for f in to_plain(subsets)]
         self.subset_counts = list(to_plain(subset_counts))
         self.subset_patients = subset_patients
+        if samples_per_epoch not in (None, "original") and not (isinstance(samples_per_epoch, int) and samples_per_epoch > 0):
+            raise DatasetError(f"data.samples_per_epoch={samples_per_epoch!r}: null (every slice), 'original' "
+                               "(as many as the original training slices) or a positive integer")
+        self.samples_per_epoch = samples_per_epoch
         self.seed = int(seed)
         self.sample_seed = self.seed if sample_seed is None else int(sample_seed)
         self.augment = augment
@@ -168,7 +173,8 @@ class CTSliceDataModule(pl.LightningDataModule):
                 "fraction": self.fraction, "batch_size": self.batch_size, "num_workers": self.num_workers,
                 "window": self.window, "lesion_only": self.lesion_only, "val_ratio": self.val_ratio,
                 "test_ratio": self.test_ratio, "subsets": self.subsets, "subset_counts": self.subset_counts,
-                "subset_patients": self.subset_patients, "seed": self.seed,
+                "subset_patients": self.subset_patients, "samples_per_epoch": self.samples_per_epoch,
+                "split_seed": self.seed,  # not "seed": the model's hparams hold the training seed
                 "sample_seed": self.sample_seed, "eval_batch_size": self.eval_batch_size,
                 "pin_memory": self.pin_memory, "hu_offset": self.hu_offset,
                 "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
@@ -246,8 +252,25 @@ class CTSliceDataModule(pl.LightningDataModule):
                           pin_memory=self.pin_memory, collate_fn=collate_slices,
                           persistent_workers=self.num_workers > 0)
 
+    def epoch_samples(self) -> int:
+        """Training samples drawn per epoch: every slice, or `samples_per_epoch` of them (a fresh random
+        subset of originals + extras each epoch), so that every augmentation variant of one fraction
+        takes the same number of optimiser steps."""
+        n = len(self.train_dataset)
+        if self.samples_per_epoch is None:
+            return n
+        want = len(self.train_slices) if self.samples_per_epoch == "original" else int(self.samples_per_epoch)
+        return min(n, want)
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, True, self.batch_size)
+        n = self.epoch_samples()
+        if n == len(self.train_dataset):
+            return self._loader(self.train_dataset, True, self.batch_size)
+        # same RNG as shuffle=True (torch's global generator), only n of the samples per epoch
+        sampler = RandomSampler(self.train_dataset, replacement=False, num_samples=n)
+        return DataLoader(lean_view(self.train_dataset), batch_size=self.batch_size, sampler=sampler,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory, collate_fn=collate_slices,
+                          persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_dataset, False, self.eval_batch_size)

@@ -162,16 +162,25 @@ def discover_candidates(root: str | Path) -> tuple[list[Candidate], list[dict[st
 
 
 def parse_candidates(items: Iterable[Any]) -> list[Candidate]:
-    """Explicit candidates: checkpoint paths or mappings {checkpoint, fraction?, epochs?}."""
-    out = []
+    """Explicit candidates: checkpoint paths or mappings {checkpoint, fraction?, epochs?}.
+
+    A stated fraction must agree with the one the checkpoint was trained on (its stored config, else
+    a `frac=F` folder): a list that mixes fractions stops with every disagreeing file named.
+    """
+    out, wrong = [], []
     for item in items:
         if isinstance(item, (str, Path)):
             item = {"checkpoint": str(item)}
         path = Path(item["checkpoint"])
         if not path.is_file():
             raise FileNotFoundError(f"candidate checkpoint {path} does not exist")
-        meta = None if ("fraction" in item and "epochs" in item) else _load_ckpt_meta(path)
-        frac = float(item["fraction"]) if item.get("fraction") is not None else fraction_of(path, meta)
+        meta = _load_ckpt_meta(path)
+        trained_on = fraction_of(path, meta)
+        frac = float(item["fraction"]) if item.get("fraction") is not None else trained_on
+        if fraction_key(frac) != fraction_key(trained_on):
+            wrong.append(f"{path} (listed as fraction {frac}, trained on {trained_on})")
         epochs = int(item["epochs"]) if item.get("epochs") is not None else epochs_of(path, meta)
         out.append(Candidate(frac, epochs, str(path)))
+    if wrong:
+        raise ValueError("candidate list mixes fractions: " + "; ".join(wrong))
     return out

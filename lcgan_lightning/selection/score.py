@@ -213,14 +213,16 @@ def score_candidates(
     return rows, images, extras
 
 
-def select_per_fraction(rows: Sequence[Mapping[str, Any]], rule_name: str = "mean_rank",
-                        weights: Mapping[str, float] | None = None) -> tuple[dict[str, Any], dict[str, list[float]]]:
+def select_per_fraction(rows: Sequence[Mapping[str, Any]], rule_name: str = rule.DEFAULT_RULE,
+                        weights: Mapping[str, float] | None = None,
+                        rule_params: Mapping[str, float] | None = None,
+                        ) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Apply the selection rule within each fraction. Returns (selected.json content, rule figure per row)."""
     selected: dict[str, Any] = {}
     figures: dict[str, list[float]] = {}
     for fkey in sorted({fraction_key(r["fraction"]) for r in rows}, key=float):
         group = [r for r in rows if fraction_key(r["fraction"]) == fkey]
-        best, reason, fig = rule.select(group, rule_name, weights)
+        best, reason, fig = rule.select(group, rule_name, weights, **dict(rule_params or {}))
         figures[fkey] = fig
         w = group[best]
         selected[fkey] = {
@@ -228,6 +230,8 @@ def select_per_fraction(rows: Sequence[Mapping[str, Any]], rule_name: str = "mea
             "epochs": int(w["epochs"]),
             "fcn_score": float(w["fcn_score"]),
             "sharpness": float(w["sharpness"]),
+            "sharpness_ratio": None if w.get("sharpness_ratio") is None else float(w["sharpness_ratio"]),
+            "ssim": None if w.get("ssim") is None else float(w["ssim"]),
             "fooled": None if w.get("fooled") is None else float(w["fooled"]),
             "reason": reason,
         }
@@ -246,8 +250,9 @@ def run_scoring(
     dropout: bool = True,
     batch_size: int = 16,
     realism_cfg: realism.RealismConfig | None = None,
-    rule_name: str = "mean_rank",
+    rule_name: str = rule.DEFAULT_RULE,
     weights: Mapping[str, float] | None = None,
+    rule_params: Mapping[str, float] | None = None,
     fid: bool = False,
     ssim_psnr: bool = True,
     sheet_columns: int = 8,
@@ -263,7 +268,7 @@ def run_scoring(
     rows, images, extras = score_candidates(
         candidates, eval_set, judge, load_generator, seed, dropout, batch_size, realism_cfg, fid, ssim_psnr
     )
-    selected, figures = select_per_fraction(rows, rule_name, weights)
+    selected, figures = select_per_fraction(rows, rule_name, weights, rule_params)
     for fkey, figs in figures.items():
         group = [r for r in rows if fraction_key(r["fraction"]) == fkey]
         for r, f in zip(group, figs, strict=True):
@@ -282,7 +287,8 @@ def run_scoring(
     scores = {
         "version": SCORES_VERSION,
         "conventions": CONVENTIONS,
-        "rule": {"name": rule_name, "weights": dict(weights) if weights is not None else dict(rule.DEFAULT_WEIGHTS)},
+        "rule": {"name": rule_name, "weights": dict(weights) if weights is not None else dict(rule.DEFAULT_WEIGHTS),
+                 "params": {**rule.DEFAULT_PARAMS, **dict(rule_params or {})}},
         "settings": dict(settings or {}, seed=seed, dropout=dropout, n_images=len(eval_set.masks)),
         "eval_slices": eval_set.source,
         "reference_real": extras["reference_real"],
