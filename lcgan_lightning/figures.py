@@ -13,6 +13,15 @@ import numpy as np
 from lcgan_lightning.constants import CLASS_NAMES, NUM_CLASSES
 from lcgan_lightning.visual import CLASS_COLORS, mask_to_rgb
 
+
+def save_figure(fig, path: str | Path, **kwargs) -> Path:
+    """Save a matplotlib Figure to `path`, creating its folder; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, **kwargs)
+    return path
+
+
 MASK_COLOURS = [tuple(c / 255.0) for c in CLASS_COLORS]  # bg, IPH, IVH, SAH, EDH, SDH
 
 
@@ -47,10 +56,7 @@ def contact_sheet(path: str | Path, masks: np.ndarray, real: np.ndarray, rows: S
     if title:
         fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(left=0.12, right=0.99, top=0.95, bottom=0.05, wspace=0.03, hspace=0.05)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path)
 
 
 def sample_grid(path: str | Path, masks: np.ndarray, real: np.ndarray | None, synthetic: np.ndarray) -> Path | None:
@@ -80,7 +86,4 @@ def sample_grid(path: str | Path, masks: np.ndarray, real: np.ndarray | None, sy
             ax.imshow(img, cmap=None if img.ndim == 3 else "gray", vmin=-1, vmax=1)
             ax.set_title(f"{name}: {title}", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from lcgan_lightning.figures import save_figure
+
 
 def _grey(images: Any, i: int) -> np.ndarray:
     img = np.asarray(
@@ -48,7 +50,4 @@ def closest_pairs_figure(
     if title:
         fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(left=0.06, right=0.99, top=0.8, bottom=0.12, wspace=0.05, hspace=0.05)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path)
