@@ -208,7 +208,7 @@ def metrics_from_predictions(npz_path: str | Path, **kwargs: Any) -> dict[str, A
     path = Path(npz_path)
     if not path.is_file():
         raise FileNotFoundError(f"predictions file not found: {path}")
-    with np.load(path) as z:
+    with np.load(path, allow_pickle=False) as z:
         missing = {"pred", "true"} - set(z.files)
         if missing:
             raise ValueError(f"{path}: missing arrays {sorted(missing)} (has {z.files})")

@@ -149,7 +149,7 @@ def load_patient_table(npz_path: str | Path, num_classes: int = NUM_CLASSES) -> 
     path = Path(npz_path)
     if not path.is_file():
         raise FileNotFoundError(f"predictions file not found: {path}")
-    with np.load(path) as z:
+    with np.load(path, allow_pickle=False) as z:
         missing = {"pred", "true", "patient"} - set(z.files)
         if missing:
             raise ValueError(f"{path}: missing arrays {sorted(missing)} (has {z.files})")

@@ -47,8 +47,8 @@ def _package_version() -> str:
         return "unknown"
 
 
-def _loader(device: str) -> Callable[[str], Any]:
-    return lambda path: load_generator(path, map_location=resolve_device(device))
+def _loader(device: str, trust: bool = False) -> Callable[[str], Any]:
+    return lambda path: load_generator(path, map_location=resolve_device(device), trust=trust)
 
 
 def write_previews(out_dir: Path, masks: np.ndarray, images: np.ndarray, real: np.ndarray | None,
@@ -79,10 +79,12 @@ def synthesize(
     previews: int = 8,
     load_generator: Callable[[str], Any] | None = None,
     device: str = "auto",
+    trust: bool = False,
 ) -> dict[str, Any]:
     """Generate one image per slice of `slices` (the fraction's training slices) into `out_dir`.
 
-    Writes the set atomically, then its previews; returns the manifest.
+    Writes the set atomically, then its previews; returns the manifest. `trust` allows a
+    checkpoint holding pickled code (`trust_checkpoint`, see `load_checkpoint`).
     """
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -90,7 +92,7 @@ def synthesize(
     masks = np.asarray(slices.masks).astype(np.uint8)
     if len(masks) == 0:
         raise ValueError(f"no training slice for fraction {fraction}: nothing to synthesize")
-    generator = (load_generator or _loader(device))(str(checkpoint))
+    generator = (load_generator or _loader(device, trust))(str(checkpoint))
     images = generate_set(generator, masks, seed, dropout)
     out_dir = Path(out_dir)
     write_synthetic_set(
@@ -121,21 +123,26 @@ def regenerate_from_manifest(
     load_generator: Callable[[str], Any] | None = None,
     check_sha: bool = True,
     device: str = "auto",
+    trust: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rebuild (images float16, masks uint8) of a synthetic set from its manifest.
 
     `slices` holds the manifest's source slices (e.g. `open_datamodule(data_cfg).slices`). The
-    checkpoint must still hash to the manifest's sha256 (unless check_sha=False).
+    checkpoint must still hash to the manifest's sha256 (unless check_sha=False); `trust` as in
+    `synthesize`.
     """
     manifest_path = Path(manifest_path)
     manifest = read_manifest(manifest_path.parent)
     ckpt = Path(manifest["checkpoint"])
     if not ckpt.is_file():
         raise FileNotFoundError(f"{manifest_path}: checkpoint {ckpt} does not exist")
-    if check_sha and sha256_file(ckpt) != manifest["checkpoint_sha256"]:
-        raise SyntheticSetError(f"{manifest_path}: checkpoint {ckpt} changed since the set was made (sha256 differs)")
+    if check_sha and (found := sha256_file(ckpt)) != manifest.get("checkpoint_sha256"):
+        raise SyntheticSetError(
+            f"{ckpt}: this checkpoint changed since the set in {manifest_path} was made "
+            f"(sha256 {found}, the manifest records {manifest.get('checkpoint_sha256')})"
+        )
     rows = rows_for_source(slices, manifest["source"])
     masks = np.asarray(slices.masks[rows]).astype(np.uint8)
-    generator = (load_generator or _loader(device))(str(ckpt))
+    generator = (load_generator or _loader(device, trust))(str(ckpt))
     images = generate_set(generator, masks, int(manifest["seed"]), bool(manifest["dropout"]))
     return images, masks

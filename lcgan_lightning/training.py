@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
+from lcgan_lightning.checkpoint_io import UnsafeCheckpointError, load_checkpoint, warn_trusted
 from lcgan_lightning.config import to_plain
 from lcgan_lightning.config_tree import print_config_tree
 from lcgan_lightning.layout import FAILED, last_ckpt, train_result
@@ -26,14 +27,14 @@ from lcgan_lightning.layout import FAILED, last_ckpt, train_result
 log = logging.getLogger(__name__)
 
 
-def _image_source(data_cfg: DictConfig):
+def _image_source(data_cfg: DictConfig, trust: bool = False):
     """`data.generator_ckpt` as the datamodule's image source (None when the data needs no generator)."""
     ckpt = data_cfg.get("generator_ckpt")
     if not ckpt or data_cfg.get("synthetic_dir"):
         return None
     from lcgan_lightning.models.generation import checkpoint_image_source
 
-    return checkpoint_image_source(ckpt)
+    return checkpoint_image_source(ckpt, trust=trust)
 
 
 class StoreRunConfig(pl.Callback):
@@ -53,15 +54,31 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
 
 
-def _resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """`last` means this run dir's checkpoints/last.ckpt (None when absent: a fresh start)."""
-    if ckpt_path != "last":
-        return ckpt_path
-    last = last_ckpt(run_dir)
-    if last.exists():
-        return str(last)
-    log.info("ckpt_path=last but %s does not exist: starting from scratch", last)
-    return None
+def _resolve_ckpt_path(
+    ckpt_path: str | None, run_dir: Path, trust: bool = False
+) -> tuple[str | None, bool]:
+    """(resume checkpoint, weights_only for Lightning to read it with).
+
+    `last` means this run dir's checkpoints/last.ckpt (None when absent: a fresh start). The file
+    is opened by `load_checkpoint` first, so that one holding pickled code stops with
+    UnsafeCheckpointError before Lightning reads it; with `trust` it is read fully (with a warning).
+    """
+    if ckpt_path == "last":
+        last = last_ckpt(run_dir)
+        if not last.exists():
+            log.info("ckpt_path=last but %s does not exist: starting from scratch", last)
+            return None, True
+        ckpt_path = str(last)
+    if not ckpt_path:
+        return None, True
+    try:
+        load_checkpoint(ckpt_path, map_location="cpu")
+    except UnsafeCheckpointError as err:
+        if not trust:
+            raise
+        warn_trusted(ckpt_path, err.refused)  # Lightning unpickles it (once) below
+        return str(ckpt_path), False
+    return str(ckpt_path), True
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -76,7 +93,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg, save_to=run_dir)
 
-    datamodule: pl.LightningDataModule = instantiate(cfg.data, image_source=_image_source(cfg.data))
+    trust = bool(cfg.get("trust_checkpoint", False))
+    image_source = _image_source(cfg.data, trust)
+    datamodule: pl.LightningDataModule = instantiate(cfg.data, image_source=image_source)
     model: pl.LightningModule = instantiate(cfg.model)
 
     callbacks = _instantiate_group(cfg.get("callbacks")) + [StoreRunConfig(resolved)]
@@ -84,12 +103,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers += _instantiate_group(cfg.get("logger"))
 
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=_resolve_ckpt_path(cfg.get("ckpt_path"), run_dir))
+    # Lightning reads resume/test checkpoints itself: weights_only unless the user trusts them
+    resume, weights_only = _resolve_ckpt_path(cfg.get("ckpt_path"), run_dir, trust)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=weights_only)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if cfg.get("test") and is_overridden("test_step", model):
         ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt or None)
+        results = trainer.test(
+            model, datamodule=datamodule, ckpt_path=ckpt or None, weights_only=weights_only
+        )
         metrics.update({k: float(v) for k, v in (results[0] if results else {}).items()})
 
     summary = {

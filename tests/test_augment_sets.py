@@ -137,7 +137,9 @@ def test_gan_generated_in_memory_from_checkpoint(monkeypatch, tmp_path):
 
     s = make_slices(n=5)
     fake = FakeGenerator()
-    monkeypatch.setattr(generation_module, "load_generator", lambda path, map_location="cpu": fake)
+    monkeypatch.setattr(
+        generation_module, "load_generator", lambda path, map_location="cpu", trust=False: fake
+    )
     source = checkpoint_image_source(tmp_path / "g.ckpt")
     (gan,) = build_extra_train_sets("gan", s, image_source=source, seed=7)
     # one mask per call with lcgan-synthesize's per-row seeds, dropout on

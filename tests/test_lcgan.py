@@ -72,6 +72,7 @@ def fit(root: Path, model: LcGAN, epochs: int, ckpt_path: str | None = None, **t
         train_dataloaders=DataLoader(ds, batch_size=1, shuffle=True),
         val_dataloaders=DataLoader(ds, batch_size=2),
         ckpt_path=ckpt_path,
+        weights_only=True,  # resume reads last.ckpt as tensors + plain data only
     )
     return trainer
 
@@ -242,7 +243,7 @@ def test_resume_equals_uninterrupted_and_checkpoint_layout(tmp_path):
     # linear decay over the last 2 epochs (factors 1, 2/3, 1/3): after the 3rd epoch's step lr = 0
     assert b2.lr_schedulers()[0].last_epoch == 3
     assert b2.optimizers()[0].param_groups[0]["lr"] == pytest.approx(0.0)
-    ck = torch.load(ckpts / "epoch=001.ckpt", map_location="cpu", weights_only=False)
+    ck = torch.load(ckpts / "epoch=001.ckpt", map_location="cpu", weights_only=True)
     assert ck["epoch"] == 0 and ck["hyper_parameters"]["save_epochs"] == [1]
 
 
@@ -311,7 +312,7 @@ def test_run_config_stored_in_checkpoint(tmp_path):
     model = small_gan()
     fit(tmp_path, model, epochs=1, limit_train_batches=1, limit_val_batches=0,
         callbacks=[StoreRunConfig({"seed": 5, "model": {"ngf": 8}})])
-    ck = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ck = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ck["run_config"] == {"seed": 5, "model": {"ngf": 8}}
     hp = ck["hyper_parameters"]
     assert hp["image_size"] == 32 and hp["ngf"] == 8 and hp["lambda_l1"] == 100.0

@@ -220,7 +220,7 @@ def _write_fake_ckpt(path: Path, blur: float, fraction: float | None, epoch: int
 
 def _fake_loader(size: int):
     def load(path: str) -> FakeGenerator:
-        blur = torch.load(path, weights_only=False)["hyper_parameters"]["blur"]
+        blur = torch.load(path, weights_only=True)["hyper_parameters"]["blur"]
         return FakeGenerator(size, blur=blur)
 
     return load

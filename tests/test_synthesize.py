@@ -27,7 +27,7 @@ class NoisyGenerator:
 
 
 def _loader(path: str) -> NoisyGenerator:
-    assert torch.load(path, weights_only=False)["kind"] == "generator"
+    assert torch.load(path, weights_only=True)["kind"] == "generator"
     return NoisyGenerator()
 
 

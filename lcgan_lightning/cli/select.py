@@ -50,10 +50,11 @@ def load_candidates(cfg: DictConfig) -> tuple[list[Any], list[dict[str, str]]]:
         items = json.loads(path.read_text())
     else:
         items = to_plain(items)
+    trust = bool(cfg.get("trust_checkpoint", False))
     if items:
-        return cands.parse_candidates(items), []
+        return cands.parse_candidates(items, trust=trust), []
     if cfg.candidates_dir:
-        return cands.discover_candidates(cfg.candidates_dir)
+        return cands.discover_candidates(cfg.candidates_dir, trust=trust)
     raise ValueError("set candidates_dir=<sweep dir> or candidates=[...]")
 
 
@@ -79,7 +80,8 @@ def select_generators(cfg: DictConfig) -> dict[str, Any]:
     if not judge_path.is_file():
         raise FileNotFoundError(f"judge_ckpt {judge_path} does not exist")
     device = resolve_device(cfg.device)
-    judge = load_segmenter(str(judge_path), map_location=device).to(device)
+    trust = bool(cfg.get("trust_checkpoint", False))
+    judge = load_segmenter(str(judge_path), map_location=device, trust=trust).to(device)
 
     splits_path = cfg.splits_path or cfg.data.get("splits_path")
     val, train_all = load_data(cfg.data, splits_path)
@@ -97,7 +99,7 @@ def select_generators(cfg: DictConfig) -> dict[str, Any]:
         candidates,
         eval_set,
         judge,
-        lambda p: load_generator(p, map_location=device),
+        lambda p: load_generator(p, map_location=device, trust=trust),
         out_dir=cfg.out_dir,
         sheets_dir=cfg.sheets_dir,
         seed=cfg.seed,

@@ -56,7 +56,7 @@ def synthesize_from_config(cfg: DictConfig) -> dict[str, Any]:
         keep = np.asarray(slices.masks).reshape(len(slices), -1).max(1) > 0
         slices = slices.select(keep)
     return synthesize(checkpoint, slices, out_dir, fraction, seed=cfg.seed, dropout=cfg.dropout, previews=cfg.previews,
-                      device=cfg.device)
+                      device=cfg.device, trust=bool(cfg.get("trust_checkpoint", False)))
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="synthesize", version_base="1.3")

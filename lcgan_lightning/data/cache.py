@@ -2,7 +2,9 @@
 
 A cache entry is a folder ``<cache_dir>/<layout>-<key>/`` holding ``images.npy`` (float16 [N,H,W]),
 ``masks.npy`` (uint8 [N,H,W]), ``slice_index.npy`` (int32 [N]) and ``meta.json`` (patients, volumes,
-skipped, notes, settings, source list). The key hashes every source file's path, size and mtime and
+skipped, notes, settings, source list, and each array's shape and dtype). Arrays are read with
+``allow_pickle=False`` and checked against the recorded shapes and dtypes. The key hashes every
+source file's path, size and mtime and
 the preprocessing settings, so editing a file or a setting makes a new entry. Entries are written into
 a temporary folder and renamed into place, so a crashed or concurrent writer never leaves a half entry.
 """
@@ -39,13 +41,39 @@ def entry_dir(cache_dir: str | Path, layout: str, key: str) -> Path:
     return Path(cache_dir) / f"{layout}-{key[:24]}"
 
 
+class CacheEntryError(ValueError):
+    """A cache entry whose arrays are unreadable, pickled, or differ from its meta.json."""
+
+
+def _open_array(path: Path, recorded: dict[str, Any] | None) -> np.ndarray:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise CacheEntryError(
+            f"{path}: refused: not a plain numeric .npy array ({e}); "
+            f"delete {path.parent} to rebuild it"
+        ) from e
+    if recorded is not None and (
+        list(arr.shape) != list(recorded["shape"]) or str(arr.dtype) != recorded["dtype"]
+    ):
+        raise CacheEntryError(
+            f"{path}: holds {arr.dtype} {list(arr.shape)}, meta.json records {recorded['dtype']} "
+            f"{list(recorded['shape'])}; delete {path.parent} to rebuild it"
+        )
+    return arr
+
+
 def read_entry(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-    """Arrays (memory-mapped, read-only) and meta of a complete entry, or None if there is none."""
+    """Arrays (memory-mapped, read-only) and meta of a complete entry, or None if there is none.
+
+    Raises CacheEntryError (naming the file) for an array that is pickled or differs from meta.json.
+    """
     meta_path = path / "meta.json"
     if not meta_path.is_file():
         return None
     meta = json.loads(meta_path.read_text())
-    arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+    recorded = meta.get("arrays") or {}  # older entries record no shapes
+    arrays = {name: _open_array(path / f"{name}.npy", recorded.get(name)) for name in ARRAYS}
     return arrays, meta
 
 
@@ -54,8 +82,12 @@ def write_entry(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{path.name}-"))
     try:
+        shapes = {}
         for name in ARRAYS:
-            np.save(tmp / f"{name}.npy", arrays[name])
+            arr = np.asarray(arrays[name])
+            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+            shapes[name] = {"shape": list(arr.shape), "dtype": str(arr.dtype)}
+        meta = {**meta, "arrays": shapes}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
         try:
             os.rename(tmp, path)

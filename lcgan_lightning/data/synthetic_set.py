@@ -3,12 +3,17 @@
     <dir>/images.npy     float16 [N, H, W], synthetic CT windowed to [-1, 1]
     <dir>/masks.npy      uint8   [N, H, W], the conditioning masks (our class ids)
     <dir>/manifest.json  {"format": "lcgan-synthetic-v1", "version": 1, "n": N, "image_size": H,
+                          "arrays": {"images.npy": {"shape": [N, H, W], "dtype": "float16"},
+                                     "masks.npy": {"shape": [N, H, W], "dtype": "uint8"}},
                           "source": [{"patient": str, "volume": str, "slice": int}, ...],
                           ...free metadata (checkpoint + sha256, seed, fraction, dropout, ...)}
     <dir>/previews/      optional figures (not part of the format)
 
 Row i of the arrays is the synthetic partner of the training slice ``source[i]`` (patient, volume,
-slice index along the acquisition axis). A set is written into a temporary folder and renamed, so
+slice index along the acquisition axis). The arrays are read with ``allow_pickle=False`` (an object
+array, which would unpickle Python objects, is refused) and checked against the shapes and dtypes
+the manifest records (manifests written before ``arrays`` existed are checked against the format
+alone). A set is written into a temporary folder and renamed, so
 a folder is either a complete set or absent. When used for training, the set must cover EXACTLY the
 training slices of the configured fraction (same keys, same masks); anything else is an error.
 """
@@ -31,6 +36,7 @@ MANIFEST_VERSION = 1
 
 SYNTHETIC_FORMAT = "lcgan-synthetic-v1"
 SYNTHETIC_FILES = ("images.npy", "masks.npy", "manifest.json")
+ARRAY_DTYPES = {"images.npy": "float16", "masks.npy": "uint8"}
 
 
 class SyntheticSetError(ValueError):
@@ -72,14 +78,18 @@ def write_synthetic_set(
         "version": MANIFEST_VERSION,
         "n": int(len(images)),
         "image_size": int(images.shape[-1]),
+        "arrays": {
+            name: {"shape": list(images.shape), "dtype": dtype}
+            for name, dtype in ARRAY_DTYPES.items()
+        },
         "source": [{"patient": p, "volume": v, "slice": s} for p, v, s in _keys(source)],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    np.save(tmp / "images.npy", np.clip(images, -1.0, 1.0).astype(np.float16))
-    np.save(tmp / "masks.npy", masks)
+    np.save(tmp / "images.npy", np.clip(images, -1.0, 1.0).astype(np.float16), allow_pickle=False)
+    np.save(tmp / "masks.npy", masks, allow_pickle=False)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     if out.exists():
         shutil.rmtree(out)
@@ -107,11 +117,8 @@ def read_synthetic_set(synthetic_dir: str | Path) -> SliceSet:
         raise SyntheticSetError(
             f"{d / 'manifest.json'}: malformed manifest ({type(e).__name__}: {e})"
         ) from e
-    try:
-        images = np.load(d / "images.npy", mmap_mode="r")
-        masks = np.load(d / "masks.npy", mmap_mode="r")
-    except (OSError, ValueError) as e:
-        raise SyntheticSetError(f"{d}: unreadable images.npy/masks.npy ({e})") from e
+    images = _open_array(d / "images.npy", manifest.get("arrays"))
+    masks = _open_array(d / "masks.npy", manifest.get("arrays"))
     if images.ndim != 3 or images.shape != masks.shape or len(images) != len(source):
         raise SyntheticSetError(
             f"{d}: images.npy {images.shape}, masks.npy {masks.shape} and manifest ({len(source)} rows) disagree"
@@ -123,6 +130,30 @@ def read_synthetic_set(synthetic_dir: str | Path) -> SliceSet:
     return SliceSet(
         images, masks, np.asarray(patients), np.asarray(volumes), np.asarray(slice_index)
     )
+
+
+def _open_array(path: Path, recorded: Any) -> np.ndarray:
+    """Memory-map one array of a set (never unpickling); check it against the manifest's record."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise SyntheticSetError(
+            f"{path}: refused: not a plain numeric .npy array ({e}); object arrays hold pickled "
+            "Python objects and are never loaded"
+        ) from e
+    if recorded is None:  # a manifest written before shapes/dtypes were recorded
+        return arr
+    want = recorded.get(path.name) if isinstance(recorded, dict) else None
+    if not isinstance(want, dict) or "shape" not in want or "dtype" not in want:
+        raise SyntheticSetError(
+            f"{path.parent / 'manifest.json'}: malformed 'arrays' entry for {path.name}"
+        )
+    if list(arr.shape) != list(want["shape"]) or str(arr.dtype) != str(want["dtype"]):
+        raise SyntheticSetError(
+            f"{path}: holds {arr.dtype} {list(arr.shape)}, the manifest records {want['dtype']} "
+            f"{list(want['shape'])} (file replaced or truncated?)"
+        )
+    return arr
 
 
 def match_synthetic_set(synthetic: SliceSet, train_slices: SliceSet, where: str) -> SliceSet:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lcgan_lightning.checkpoint_io import UnsafeCheckpointError, load_checkpoint
 from lcgan_lightning.constants import NUM_CLASSES
 from lcgan_lightning.models.padding import pad_to_multiple
 
@@ -160,7 +161,14 @@ def load_vgg16_imagenet(model: FCN8s, path: str | Path) -> None:
             "vgg16-397923af.pth; set pretrained_vgg16=null to train from scratch)"
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_checkpoint(path, map_location="cpu")
+    except UnsafeCheckpointError as e:
+        # torchvision's file holds tensors only: no trust switch, this file is not that one
+        raise UnsafeCheckpointError(
+            path,
+            e.refused,
+            hint="torchvision's VGG-16 state dict holds tensors only; download it again.",
+        ) from None
     except Exception as e:  # noqa: BLE001 - report any unreadable file the same way
         raise ValueError(f"cannot read pretrained VGG-16 state dict {path}: {e}") from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):

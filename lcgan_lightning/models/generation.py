@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lcgan_lightning.checkpoint_io import load_checkpoint
 from lcgan_lightning.models.generator import (
     UNetGenerator,
     condition_channels,
@@ -100,20 +101,17 @@ class MaskToCT(nn.Module):
         return sample_images(self.generator, cond, seed=seed, dropout=dropout, norm_stats=self.norm_stats)
 
 
-def _load_checkpoint(path: Path, map_location: Any) -> dict:
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception:  # older/other pickled content (e.g. OmegaConf containers); our own files are trusted
-        return torch.load(path, map_location=map_location, weights_only=False)
+def load_generator(ckpt_path: str | Path, map_location: Any = "cpu", norm_stats: str | None = None,
+                   trust: bool = False) -> MaskToCT:
+    """Rebuild the generator of an LcGAN checkpoint from the file alone (hparams + weights).
 
-
-def load_generator(ckpt_path: str | Path, map_location: Any = "cpu", norm_stats: str | None = None) -> MaskToCT:
-    """Rebuild the generator of an LcGAN checkpoint from the file alone (hparams + weights)."""
+    The file is read by `load_checkpoint` (tensors and plain data only unless `trust`).
+    """
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"generator checkpoint not found: {path}")
-    ckpt = _load_checkpoint(path, map_location)
-    hp = ckpt.get("hyper_parameters")
+    ckpt = load_checkpoint(path, map_location=map_location, trust=trust)
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not hp or "image_size" not in hp or "state_dict" not in ckpt:
         raise ValueError(f"{path}: not an LcGAN checkpoint (missing hyper_parameters/state_dict)")
     hp = dict(hp)
@@ -127,16 +125,18 @@ def load_generator(ckpt_path: str | Path, map_location: Any = "cpu", norm_stats:
                     norm_stats=norm_stats or hp.get("sample_norm_stats", "sample"), hparams=hp)
 
 
-def checkpoint_image_source(ckpt_path: str | Path, device: str | torch.device | None = None):
+def checkpoint_image_source(ckpt_path: str | Path, device: str | torch.device | None = None,
+                            trust: bool = False):
     """A `(masks, seed) -> float16 images` function generating from an LcGAN checkpoint, as
     `generate_set` does (row i seeded by row_seed(seed, i), dropout on); for `data.generator_ckpt`.
 
-    The generator is loaded on first use, on the current CUDA device when there is one.
+    The generator is loaded on first use, on the current CUDA device when there is one; `trust`
+    is `load_generator`'s (the `trust_checkpoint` setting).
     """
 
     def generate(masks: np.ndarray, seed: int) -> np.ndarray:
         dev = device or (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
-        gen = load_generator(ckpt_path, map_location=dev)
+        gen = load_generator(ckpt_path, map_location=dev, trust=trust)
         if masks.shape[-1] != gen.image_size or masks.shape[-2] != gen.image_size:
             raise ValueError(
                 f"{ckpt_path}: generator makes {gen.image_size}² images, training masks are "

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lcgan_lightning.checkpoint_io import load_checkpoint
 from lcgan_lightning.config import to_plain
 from lcgan_lightning.constants import NUM_CLASSES
 from lcgan_lightning.layout import CHECKPOINTS
@@ -232,17 +233,31 @@ class Segmenter(pl.LightningModule):
         return {"preds": self(batch["image"]).argmax(dim=1)}
 
 
-def load_segmenter(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> Segmenter:
-    """A trained Segmenter from its checkpoint file alone, in eval mode."""
+def load_segmenter(
+    ckpt_path: str | Path, map_location: str | torch.device = "cpu", trust: bool = False
+) -> Segmenter:
+    """A trained Segmenter from its checkpoint file alone, in eval mode.
+
+    The file is read by `load_checkpoint` (tensors and plain data only unless `trust`); the
+    module is rebuilt from its stored hyper-parameters, as Lightning's load_from_checkpoint does.
+    """
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"segmenter checkpoint not found: {path}")
-    try:
-        model = Segmenter.load_from_checkpoint(
-            path, map_location=map_location, pretrained_vgg16=None
+    ckpt = load_checkpoint(path, map_location=map_location, trust=trust)
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hp, dict) or "state_dict" not in ckpt:
+        raise ValueError(
+            f"{path} is not a Segmenter checkpoint (missing hyper_parameters/state_dict)"
         )
+    try:
+        model = Segmenter(**{**hp, "pretrained_vgg16": None})  # the weights come from the file
+        model.on_load_checkpoint(ckpt)
+        model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError) as e:
         raise ValueError(f"{path} is not a Segmenter checkpoint: {e}") from e
+    if isinstance(map_location, (str, torch.device)):
+        model.to(map_location)
     return model.eval()
 
 

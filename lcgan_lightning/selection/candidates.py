@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from lcgan_lightning.checkpoint_io import load_checkpoint
 from lcgan_lightning.layout import epochs_in_path, fraction_in_path, fraction_key
 
 
@@ -42,11 +41,11 @@ def _is_per_epoch(path: Path) -> bool:
     return bool(_PAPER_FILE_RE.match(path.stem) or _LIGHTNING_FILE_RE.match(path.stem))
 
 
-def _load_ckpt_meta(path: Path) -> dict[str, Any]:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # corrupt / not a checkpoint
-        raise ValueError(f"{path}: cannot read checkpoint ({err})") from err
+def _load_ckpt_meta(path: Path, trust: bool = False) -> dict[str, Any]:
+    # UnsafeCheckpointError is not a ValueError: a refused file stops discovery, it is not skipped
+    ckpt = load_checkpoint(path, map_location="cpu", trust=trust)
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: not a Lightning checkpoint (holds a {type(ckpt).__name__})")
     meta = {k: ckpt.get(k) for k in ("epoch", "global_step", "hyper_parameters", "run_config", "datamodule_hyper_parameters")}
     meta["is_generator"] = any(str(k).startswith(("generator.", "netG.", "G.")) for k in ckpt.get("state_dict", {}))
     return meta
@@ -60,9 +59,9 @@ def _dig(d: Any, *keys: str) -> Any:
     return d
 
 
-def fraction_of(path: Path, meta: Mapping[str, Any] | None = None) -> float:
+def fraction_of(path: Path, meta: Mapping[str, Any] | None = None, trust: bool = False) -> float:
     """A generator checkpoint's data fraction: from its stored config, else a 'frac=F' path part."""
-    meta = meta if meta is not None else _load_ckpt_meta(path)
+    meta = meta if meta is not None else _load_ckpt_meta(path, trust)
     for value in (
         _dig(meta, "run_config", "data", "fraction"),
         _dig(meta, "datamodule_hyper_parameters", "fraction"),
@@ -76,7 +75,7 @@ def fraction_of(path: Path, meta: Mapping[str, Any] | None = None) -> float:
     raise ValueError(f"{path}: cannot tell the data fraction (no data.fraction in the checkpoint, no frac=F in the path)")
 
 
-def epochs_of(path: Path, meta: Mapping[str, Any] | None = None) -> int:
+def epochs_of(path: Path, meta: Mapping[str, Any] | None = None, trust: bool = False) -> int:
     """Epochs a checkpoint was trained for.
 
     ``epoch=EEE.ckpt`` / ``epochs=EEE.ckpt`` (the LcGAN's own save_epochs files): EEE;
@@ -87,7 +86,7 @@ def epochs_of(path: Path, meta: Mapping[str, Any] | None = None) -> int:
         return int(m.group(1))
     if m := _LIGHTNING_FILE_RE.match(path.stem):
         return int(m.group(1)) + 1
-    meta = meta if meta is not None else _load_ckpt_meta(path)
+    meta = meta if meta is not None else _load_ckpt_meta(path, trust)
     if meta.get("epoch") is not None:
         # saved at the end of a training epoch: Lightning's counter is still that epoch's 0-based index
         return int(meta["epoch"]) + 1
@@ -108,7 +107,9 @@ def _natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
-def discover_candidates(root: str | Path) -> tuple[list[Candidate], list[dict[str, str]]]:
+def discover_candidates(
+    root: str | Path, trust: bool = False
+) -> tuple[list[Candidate], list[dict[str, str]]]:
     """Every generator checkpoint under `root` as a candidate; returns (candidates, skipped).
 
     Layout (`lcgan_lightning.layout`): ``gan/frac=F/epochs=E/checkpoints/*.ckpt``; any other
@@ -122,6 +123,9 @@ def discover_candidates(root: str | Path) -> tuple[list[Candidate], list[dict[st
       full length counts: an intermediate one is not what an E-epoch run produces;
     * checkpoints that are not generators (no ``generator.*`` weights, e.g. the judge) and
       duplicates of an already found (fraction, epochs) are listed in `skipped` with the reason.
+
+    Checkpoints are read by `load_checkpoint`: a file holding pickled code stops the discovery
+    (UnsafeCheckpointError) unless `trust`.
     """
     root = Path(root)
     if not root.exists():
@@ -137,7 +141,7 @@ def discover_candidates(root: str | Path) -> tuple[list[Candidate], list[dict[st
                 skipped.append({"file": str(f), "reason": "superseded by the run's per-epoch checkpoints"})
         for f in chosen:
             try:
-                meta = _load_ckpt_meta(f)
+                meta = _load_ckpt_meta(f, trust)
                 if not meta["is_generator"]:
                     skipped.append({"file": str(f), "reason": "not a generator checkpoint (no generator.* weights)"})
                     continue
@@ -161,11 +165,12 @@ def discover_candidates(root: str | Path) -> tuple[list[Candidate], list[dict[st
     return sorted(candidates.values(), key=lambda c: (c.fraction, c.epochs)), skipped
 
 
-def parse_candidates(items: Iterable[Any]) -> list[Candidate]:
+def parse_candidates(items: Iterable[Any], trust: bool = False) -> list[Candidate]:
     """Explicit candidates: checkpoint paths or mappings {checkpoint, fraction?, epochs?}.
 
     A stated fraction must agree with the one the checkpoint was trained on (its stored config, else
     a `frac=F` folder): a list that mixes fractions stops with every disagreeing file named.
+    `trust` as in `discover_candidates`.
     """
     out, wrong = [], []
     for item in items:
@@ -174,7 +179,7 @@ def parse_candidates(items: Iterable[Any]) -> list[Candidate]:
         path = Path(item["checkpoint"])
         if not path.is_file():
             raise FileNotFoundError(f"candidate checkpoint {path} does not exist")
-        meta = _load_ckpt_meta(path)
+        meta = _load_ckpt_meta(path, trust)
         trained_on = fraction_of(path, meta)
         frac = float(item["fraction"]) if item.get("fraction") is not None else trained_on
         if fraction_key(frac) != fraction_key(trained_on):
