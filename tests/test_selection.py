@@ -275,7 +275,7 @@ def test_scoring_end_to_end_schema(tmp_path):
     assert json.loads((tmp_path / "out/selected.json").read_text()) == selected == scores["selected"]
     assert set(selected) == {"0.1", "0.25"}
     for s in selected.values():
-        assert set(s) == {"checkpoint", "epochs", "fcn_score", "sharpness", "fooled", "reason"}
+        assert set(s) == {"checkpoint", "epochs", "fcn_score", "sharpness", "sharpness_ratio", "ssim", "fooled", "reason"}
     assert set(scores["conventions"]) >= {"fcn_score", "sharpness", "fooled", "rule"}
     assert "HIGHER IS SHARPER" in scores["conventions"]["sharpness"]
     rows = {(r["fraction"], r["epochs"]): r for r in scores["candidates"]}
