@@ -53,6 +53,7 @@ def _metric_schema(m: dict) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_tiny_pipeline_end_to_end_and_resume(tmp_path: Path) -> None:
     run_dir, data_dir = tmp_path / "run", tmp_path / "data"
     first = _pipeline(run_dir, data_dir)
