@@ -159,6 +159,8 @@ class CTSliceDataModule(pl.LightningDataModule):
         self.hu_offset = hu_offset
         self.phantom = phantom
         self.num_classes = NUM_CLASSES
+        # explicit dict, not a bare save_hyperparameters(): plain types only (checkpoints load with
+        # weights_only=True) and the split seed as "split_seed" (the model's "seed" is the training seed)
         self.save_hyperparameters({k: to_plain(v) if not isinstance(v, Path) else str(v)
                                    for k, v in self._config().items()})
         self.slices: SliceSet | None = None
