@@ -30,10 +30,67 @@ def _wandb_group() -> str | None:
     return None
 
 
+def _subset(data: Any) -> str:
+    patients = data.get("subset_patients") if data is not None else None
+    if patients is not None:
+        return f"patients={patients}"
+    return f"frac={data.get('fraction', 1.0) if data is not None else 1.0}"
+
+
+def _model_name(model: Any) -> str:
+    target = str(model.get("_target_", "")) if model is not None else ""
+    if target.endswith(".LcGAN"):
+        return "lcgan"
+    return str(model.get("arch", target.rsplit(".", 1)[-1] or "model")) if model is not None else "model"
+
+
+def run_name(root: Any) -> str:
+    """W&B name of a training job: what it is, e.g. 'seg fcn8s frac=0.1 aug=gan seed=2',
+    'lcgan frac=0.025 seed=42', 'judge' (the judge segmenter of a pipeline)."""
+    task = str(root.get("task_name", "train"))
+    if task == "judge":
+        return "judge"
+    data, model, seed = root.get("data"), root.get("model"), root.get("seed")
+    name = _model_name(model)
+    if name == "lcgan":
+        return f"lcgan {_subset(data)} seed={seed}"
+    augment = data.get("augment", "none") if data is not None else "none"
+    return f"{'seg' if task in ('seg', 'train') else task} {name} {_subset(data)} aug={augment} seed={seed}"
+
+
+def run_tags(root: Any) -> list[str]:
+    """W&B tags of a training job: scale (set by the pipeline), subset, variant, model, task."""
+    import os
+
+    data = root.get("data")
+    tags = [_subset(data), f"model={_model_name(root.get('model'))}", f"task={root.get('task_name', 'train')}"]
+    if data is not None:
+        tags.insert(1, f"aug={data.get('augment', 'none')}")
+    if os.environ.get("LCGAN_SCALE"):
+        tags.insert(0, f"scale={os.environ['LCGAN_SCALE']}")
+    return tags
+
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """{"data.fraction": 0.1, ...}: nested mappings as dotted keys (lists kept as values)."""
+    out: dict[str, Any] = {}
+    for key, value in dict(cfg).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
 def register_resolvers() -> None:
     """Register the custom `${...:}` resolvers our configs use (idempotent)."""
     if not OmegaConf.has_resolver("wandb_group"):
         OmegaConf.register_new_resolver("wandb_group", _wandb_group)
+    if not OmegaConf.has_resolver("wandb_name"):
+        OmegaConf.register_new_resolver("wandb_name", lambda *, _root_: run_name(_root_))
+    if not OmegaConf.has_resolver("wandb_tags"):
+        OmegaConf.register_new_resolver("wandb_tags", lambda *, _root_: run_tags(_root_))
 
 
 def to_plain(cfg: DictConfig | Any) -> Any:

@@ -107,7 +107,8 @@ class Pipeline:
         cmd = [self.python, "-m", module, *(["-m"] if multirun else []), *self._common(), *args]
         log.info("$ %s", " ".join(cmd))
         # all stages of one pipeline run share one W&B group
-        env = {**os.environ, "WANDB_RUN_GROUP": os.environ.get("WANDB_RUN_GROUP", f"pipeline-{self.run_dir.name}")}
+        env = {**os.environ, "WANDB_RUN_GROUP": os.environ.get("WANDB_RUN_GROUP", f"pipeline-{self.run_dir.name}"),
+               "LCGAN_SCALE": str(self.cfg.get("scale", "custom"))}  # a W&B tag of every job
         result = subprocess.run(cmd, check=False, env=env)
         if result.returncode != 0:
             raise PipelineError(f"{module} exited with {result.returncode}: {' '.join(cmd)}")

@@ -20,7 +20,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from lcgan_lightning.checkpoint_io import UnsafeCheckpointError, load_checkpoint, warn_trusted
-from lcgan_lightning.config import to_plain
+from lcgan_lightning.config import flatten, to_plain
 from lcgan_lightning.config_tree import print_config_tree
 from lcgan_lightning.layout import FAILED, last_ckpt, train_result
 
@@ -51,7 +51,7 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
     """Instantiate every `_target_` entry of a config group dict (callbacks, loggers)."""
     if not group:
         return []
-    return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
+    return [instantiate(node, _convert_="all") for node in group.values() if node is not None and "_target_" in node]
 
 
 def _resolve_ckpt_path(
@@ -101,6 +101,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = _instantiate_group(cfg.get("callbacks")) + [StoreRunConfig(resolved)]
     loggers = [pl.loggers.CSVLogger(save_dir=str(run_dir), name="csv", version="")]
     loggers += _instantiate_group(cfg.get("logger"))
+    wandb_loggers = [lg for lg in loggers if isinstance(lg, pl.loggers.WandbLogger)]
+    for lg in wandb_loggers:  # dotted keys: W&B's run table can group by data.fraction, data.augment
+        lg.log_hyperparams(flatten({k: v for k, v in resolved.items() if k not in ("hydra", "logger")}))
 
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     # Lightning reads resume/test checkpoints itself: weights_only unless the user trusts them
@@ -124,7 +127,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     if trainer.is_global_zero:
         train_result(run_dir).write_text(json.dumps(summary, indent=2))
-    if any(isinstance(lg, pl.loggers.WandbLogger) for lg in loggers):
+        for lg in wandb_loggers:  # final and test metrics in the run summary (W&B's comparison table)
+            lg.experiment.summary.update(metrics)
+    if wandb_loggers:
         import wandb
 
         wandb.finish()  # close the (offline) run so the next job of a sweep starts its own
