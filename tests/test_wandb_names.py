@@ -58,11 +58,13 @@ def _records(wandb_file) -> list[dict]:
 
 def test_offline_run_has_the_name_tags_flat_config_and_test_summary(tmp_path):
     """A real (offline) W&B run of a tiny segmenter, read back from its .wandb file."""
+    import wandb
     from hydra.core.global_hydra import GlobalHydra
     from test_debug_presets import TINY
 
     from lcgan_lightning.training import train
 
+    wandb.finish()  # an earlier test's (disabled) run would otherwise be reused by the new logger
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[
