@@ -256,11 +256,12 @@ def _fig7(results: dict[str, Any], path: Path) -> None:
             else np.nan
             for f in fracs
         ]
-        ax.plot(x, paper, "k--", marker="x", label="paper, + both")
+        if not np.all(np.isnan(paper)):
+            ax.plot(x, paper, "k--", marker="x", label="paper, + both")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xscale("log")
         ax.minorticks_off()
-        ax.set_xticks(x, [f"{v:g}" for v in x])
+        ax.set_xticks(x, [f"{v:.3g}" for v in x])
         ax.set_xlabel("training patients (%)")
         ax.set_title(f"{metric.upper() if metric == 'dsc' else metric}: change vs original (95 % CI)")
     axes[0].legend(fontsize=8)
