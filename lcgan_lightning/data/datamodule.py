@@ -247,12 +247,13 @@ class CTSliceDataModule(pl.LightningDataModule):
         if self.trainer is None or self.trainer.is_global_zero:
             save_splits(self.splits, path)
 
-    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int, sampler: RandomSampler | None = None
+                ) -> DataLoader:
         # The shuffle order comes from torch's global RNG, which lcgan-train seeds with the training
         # seed (and the LcGAN reseeds per epoch, so a resumed run replays the same order).
-        return DataLoader(lean_view(dataset), batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, collate_fn=collate_slices,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(lean_view(dataset), batch_size=batch_size, shuffle=shuffle and sampler is None,
+                          sampler=sampler, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          collate_fn=collate_slices, persistent_workers=self.num_workers > 0)
 
     def epoch_samples(self) -> int:
         """Training samples drawn per epoch: every slice, or `samples_per_epoch` of them (a fresh random
@@ -266,13 +267,9 @@ class CTSliceDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         n = self.epoch_samples()
-        if n == len(self.train_dataset):
-            return self._loader(self.train_dataset, True, self.batch_size)
         # same RNG as shuffle=True (torch's global generator), only n of the samples per epoch
-        sampler = RandomSampler(self.train_dataset, replacement=False, num_samples=n)
-        return DataLoader(lean_view(self.train_dataset), batch_size=self.batch_size, sampler=sampler,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory, collate_fn=collate_slices,
-                          persistent_workers=self.num_workers > 0)
+        sampler = None if n == len(self.train_dataset) else RandomSampler(self.train_dataset, num_samples=n)
+        return self._loader(self.train_dataset, True, self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_dataset, False, self.eval_batch_size)
