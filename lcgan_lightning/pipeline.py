@@ -384,6 +384,10 @@ class Pipeline:
         from lcgan_lightning.report import write_report
 
         write_report(self.run_dir, scale=self.cfg.scale)
+        if self.cfg.get("logger") == "wandb":  # Tables 1-3, selection, figures as one `report` run
+            from lcgan_lightning.report_wandb import log_report_run
+
+            log_report_run(self.run_dir)
         return True
 
     # ------------------------------------------------------------------ driver

@@ -30,10 +30,12 @@ LAYERS: dict[str, int] = {
     "lcgan_lightning.selection": 2,
     "lcgan_lightning.synthesize": 2,
     "lcgan_lightning.training": 2,
+    "lcgan_lightning.evaluation": 2,
     "lcgan_lightning.audit": 2,
     "lcgan_lightning.bench": 2,
     "lcgan_lightning.pipeline": 3,
     "lcgan_lightning.report": 3,
+    "lcgan_lightning.report_wandb": 3,
     "lcgan_lightning.comparison": 3,
     "lcgan_lightning.cli": 4,
 }

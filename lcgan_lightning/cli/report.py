@@ -19,6 +19,10 @@ def main(cfg: DictConfig) -> None:
     if scale is None and (run_dir / "pipeline.yaml").exists():
         scale = OmegaConf.load(run_dir / "pipeline.yaml").get("scale")
     print(write_report(run_dir, scale=scale or "custom").resolve())
+    if cfg.get("wandb"):
+        from lcgan_lightning.report_wandb import log_report_run
+
+        print(f"W&B report run: {log_report_run(run_dir)}")
 
 
 if __name__ == "__main__":
