@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from lcgan_lightning.errors import CheckpointNotFoundError, CheckpointReadError, UserError
+
 log = logging.getLogger(__name__)
 
 TRUST_SETTING = "trust_checkpoint=true"
@@ -27,7 +29,7 @@ TRUST_SETTING = "trust_checkpoint=true"
 _REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class UnsafeCheckpointError(UserError, pickle.UnpicklingError):
     """A checkpoint holding pickled objects beyond tensors and plain Python data (refused)."""
 
     def __init__(self, path: str | Path, refused: list[str], hint: str | None = None) -> None:
@@ -40,6 +42,7 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
             f"If you trust this file and where it came from, set {TRUST_SETTING} "
             "(Python: trust=True) to load it with full unpickling."
         )
+        self.hint = hint
         super().__init__(
             f"{self.path}: refused to load: the file holds pickled Python code ({what}); "
             "unpickling it could run that code, and only tensors and plain Python data are loaded "
@@ -73,17 +76,17 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", trust: bool = F
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointNotFoundError(f"{path}: checkpoint not found")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         refused = refused_globals(path, err)
         if not refused:
-            raise ValueError(f"{path}: not a readable checkpoint ({_reason(err)})") from err
+            raise CheckpointReadError(f"{path}: not a readable checkpoint ({_reason(err)})") from err
         if not trust:
             raise UnsafeCheckpointError(path, refused) from None
     except Exception as err:  # noqa: BLE001 - corrupt zip, truncated file, not a torch file
-        raise ValueError(
+        raise CheckpointReadError(
             f"{path}: not a readable checkpoint ({type(err).__name__}: {_reason(err)})"
         ) from err
     warn_trusted(path, refused, stacklevel=3)

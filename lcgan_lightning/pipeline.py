@@ -26,6 +26,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lcgan_lightning.errors import UserError
 from lcgan_lightning.layout import (
     FAILED,
     GAN_SUBDIR,
@@ -44,8 +45,10 @@ def quoted(value: object) -> str:
     return f"'{text}'"
 
 
-class PipelineError(RuntimeError):
+class PipelineError(UserError, RuntimeError):
     """A stage failed; the message names the jobs and their errors."""
+
+    hint = "each failed job's failed.json and log hold its error; run the same command again to resume"
 
 
 @dataclass

@@ -99,7 +99,7 @@ def _full(tmp_path, s):
 
 def test_gan_set_format_errors(tmp_path):
     s = make_slices()
-    with pytest.raises(SyntheticSetError, match="synthetic set not found.*nowhere"):
+    with pytest.raises(SyntheticSetError, match="nowhere: synthetic set not found"):
         build_extra_train_sets("gan", s, synthetic_dir=tmp_path / "nowhere")
     with pytest.raises(SyntheticSetError, match="synthetic_dir.*generator_ckpt"):
         build_extra_train_sets("gan", s)

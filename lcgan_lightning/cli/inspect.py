@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from lcgan_lightning.cli.errors import report_errors
 from lcgan_lightning.constants import LESION_CLASSES
 from lcgan_lightning.data.splits import subset_label, training_patients
 from lcgan_lightning.paths import CONF_DIR
@@ -93,6 +94,7 @@ def print_summary(dm: Any, info: dict[str, Any], run_dir: Path, console: Console
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="inspect", version_base="1.3")
+@report_errors
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     inspect_data(cfg.data, HydraConfig.get().runtime.output_dir)

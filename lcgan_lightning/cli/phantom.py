@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,13 +14,16 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from lcgan_lightning.cli.errors import report_errors
 from lcgan_lightning.data.phantom import generate_phantom
+from lcgan_lightning.errors import ConfigError, UserError
 from lcgan_lightning.paths import CONF_DIR
 
 log = logging.getLogger(__name__)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="phantom", version_base="1.3")
+@report_errors
 def main(cfg: DictConfig) -> None:
     """Generate the phantom and print where it is and what it holds."""
     out = Path(cfg.out_dir)
@@ -35,9 +37,10 @@ def main(cfg: DictConfig) -> None:
             num_slices=int(cfg.num_slices),
             overwrite=bool(cfg.overwrite),
         )
-    except (FileExistsError, ValueError) as err:
-        log.error("%s", err)
-        sys.exit(1)
+    except FileExistsError as err:
+        raise UserError(str(err), hint="choose another out_dir or set overwrite=true") from err
+    except ValueError as err:
+        raise ConfigError(str(err), hint="num_patients >= 1, image_size >= 16, num_slices >= 2") from err
     seconds = time.perf_counter() - start
     info = json.loads((out / "phantom.json").read_text())
     per_class = Counter(c for vol in info["volumes"] for c in vol["classes"])

@@ -7,11 +7,13 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from lcgan_lightning.cli.errors import report_errors
 from lcgan_lightning.paths import CONF_DIR
 from lcgan_lightning.report import write_report
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="report", version_base="1.3")
+@report_errors
 def main(cfg: DictConfig) -> None:
     """Write the report of `run_dir` and print its path."""
     run_dir = Path(cfg.run_dir)

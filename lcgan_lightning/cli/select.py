@@ -16,6 +16,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from lcgan_lightning.cli.errors import report_errors
 from lcgan_lightning.config import register_resolvers, to_plain
 from lcgan_lightning.paths import CONF_DIR
 
@@ -60,6 +61,7 @@ def load_candidates(cfg: DictConfig) -> tuple[list[Any], list[dict[str, str]]]:
 
 def select_generators(cfg: DictConfig) -> dict[str, Any]:
     """Run scoring + selection as configured; returns selected.json's content."""
+    from lcgan_lightning.errors import CheckpointNotFoundError
     from lcgan_lightning.layout import fraction_key
     from lcgan_lightning.models.generation import load_generator, resolve_device
     from lcgan_lightning.models.segmenter import load_segmenter
@@ -78,7 +80,7 @@ def select_generators(cfg: DictConfig) -> dict[str, Any]:
 
     judge_path = Path(cfg.judge_ckpt)
     if not judge_path.is_file():
-        raise FileNotFoundError(f"judge_ckpt {judge_path} does not exist")
+        raise CheckpointNotFoundError(f"{judge_path}: judge_ckpt does not exist")
     device = resolve_device(cfg.device)
     trust = bool(cfg.get("trust_checkpoint", False))
     judge = load_segmenter(str(judge_path), map_location=device, trust=trust).to(device)
@@ -118,6 +120,7 @@ def select_generators(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="select", version_base="1.3")
+@report_errors
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     import torch

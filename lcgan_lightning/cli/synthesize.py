@@ -16,6 +16,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from lcgan_lightning.cli.errors import report_errors
 from lcgan_lightning.config import register_resolvers
 from lcgan_lightning.paths import CONF_DIR
 
@@ -60,6 +61,7 @@ def synthesize_from_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="synthesize", version_base="1.3")
+@report_errors
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     manifest = synthesize_from_config(cfg)

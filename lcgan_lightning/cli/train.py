@@ -9,6 +9,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from lcgan_lightning.cli.errors import report_errors
 from lcgan_lightning.config import register_resolvers
 from lcgan_lightning.paths import CONF_DIR
 from lcgan_lightning.training import run_job
@@ -17,6 +18,7 @@ register_resolvers()
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
+@report_errors
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns `optimized_metric` (if configured) for hyper-parameter sweepers."""
     summary = run_job(cfg)

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from lcgan_lightning.errors import UserError
+
 CACHE_VERSION = 1
 ARRAYS = ("images", "masks", "slice_index")
 
@@ -41,8 +43,10 @@ def entry_dir(cache_dir: str | Path, layout: str, key: str) -> Path:
     return Path(cache_dir) / f"{layout}-{key[:24]}"
 
 
-class CacheEntryError(ValueError):
+class CacheEntryError(UserError, ValueError):
     """A cache entry whose arrays are unreadable, pickled, or differ from its meta.json."""
+
+    hint = "delete the cache entry folder named above; the next run rebuilds it from the dataset"
 
 
 def _open_array(path: Path, recorded: dict[str, Any] | None) -> np.ndarray:

@@ -24,7 +24,7 @@ from lcgan_lightning.data.splits import (
     save_splits,
     training_subset,
 )
-from lcgan_lightning.data.validation import DatasetError, check_known_keys
+from lcgan_lightning.data.validation import DataConfigError, DatasetError, check_known_keys
 
 PHANTOM_KEYS = ("generate", "num_patients", "seed", "image_size", "num_slices")
 
@@ -35,7 +35,7 @@ def ensure_phantom(root: Path, phantom: Mapping[str, Any]) -> Path:
         return root
     missing = [k for k in ("num_patients", "seed", "image_size") if phantom.get(k) is None]
     if missing:
-        raise DatasetError(f"data.phantom: missing {missing} (needed to generate {root})")
+        raise DataConfigError(f"data.phantom: missing {missing} (needed to generate {root})")
     if root.exists() and any(root.iterdir()):
         raise DatasetError(f"{root}: exists but has no dataset.json; remove it to regenerate the phantom")
     from lcgan_lightning.data.phantom import generate_phantom
@@ -114,17 +114,17 @@ class CTSliceDataModule(pl.LightningDataModule):
                  if p not in ("self", "unknown", "image_source")]
         check_known_keys(unknown, valid, "data")
         if root is None:
-            raise DatasetError("data.root: not set (the dataset folder)")
+            raise DataConfigError("data.root: not set (the dataset folder)")
         phantom = to_plain(phantom)
         if phantom is not None:
             check_known_keys(phantom, PHANTOM_KEYS, "data.phantom")
         if not 0.0 < float(fraction) <= 1.0:
-            raise DatasetError(f"data.fraction={fraction}: fraction selects no patient (must be in (0, 1])")
+            raise DataConfigError(f"data.fraction={fraction}: fraction selects no patient (must be in (0, 1])")
         if subset_patients is not None and float(fraction) != 1.0:
-            raise DatasetError(f"data.subset_patients={subset_patients} and data.fraction={fraction}: "
+            raise DataConfigError(f"data.subset_patients={subset_patients} and data.fraction={fraction}: "
                                "set one of them (fraction 1.0 when subset_patients is set)")
         if augment not in AUGMENT_CHOICES:
-            raise DatasetError(f"data.augment: {augment!r} is not one of {AUGMENT_CHOICES}")
+            raise DataConfigError(f"data.augment: {augment!r} is not one of {AUGMENT_CHOICES}")
         self.root = Path(root)
         self.layout = layout
         self.image_size = int(image_size)
@@ -140,7 +140,7 @@ class CTSliceDataModule(pl.LightningDataModule):
         self.subset_counts = list(to_plain(subset_counts))
         self.subset_patients = subset_patients
         if samples_per_epoch not in (None, "original") and not (isinstance(samples_per_epoch, int) and samples_per_epoch > 0):
-            raise DatasetError(f"data.samples_per_epoch={samples_per_epoch!r}: null (every slice), 'original' "
+            raise DataConfigError(f"data.samples_per_epoch={samples_per_epoch!r}: null (every slice), 'original' "
                                "(as many as the original training slices) or a positive integer")
         self.samples_per_epoch = samples_per_epoch
         self.seed = int(seed)

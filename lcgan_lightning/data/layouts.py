@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lcgan_lightning.constants import BHSD_TO_OURS, CLASS_NAMES, CTICH_SUBTYPE_TO_OURS
-from lcgan_lightning.data.validation import DatasetError, check_pairs
+from lcgan_lightning.data.validation import DataConfigError, DatasetError, check_pairs
 
 LAYOUTS = ("bhsd", "ctich", "folder")
 CTICH_CSV = "hemorrhage_diagnosis_raw_ct.csv"
@@ -111,7 +111,8 @@ def _nifti_files(folder: Path) -> list[Path]:
 
 def _require_dir(path: Path) -> Path:
     if not path.is_dir():
-        raise DatasetError(f"{path}: folder not found (expected by the data layout)")
+        raise DatasetError(f"{path}: folder not found (expected by the data layout)",
+                           hint="check data.root and data.layout (README section Data lists each layout's folders)")
     return path
 
 
@@ -230,11 +231,11 @@ def discover(layout: str, root: str | Path, label_map: Mapping | None = None) ->
     """Volumes of a dataset in `layout` under `root` (raises DatasetError for a broken layout)."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: dataset root not found")
+        raise DatasetError(f"{root}: dataset root not found", hint="set data.root to the dataset folder")
     if layout == "bhsd":
         return discover_bhsd(root, label_map)
     if layout == "ctich":
         return discover_ctich(root)
     if layout == "folder":
         return discover_folder(root, label_map)
-    raise DatasetError(f"data.layout: unknown layout {layout!r}; known: {list(LAYOUTS)}")
+    raise DataConfigError(f"data.layout: unknown layout {layout!r}; known: {list(LAYOUTS)}")

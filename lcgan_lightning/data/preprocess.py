@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from lcgan_lightning.constants import UINT16_HU_OFFSET, WINDOWS
-from lcgan_lightning.data.validation import DatasetError, check_finite_image
+from lcgan_lightning.data.validation import DataConfigError, DatasetError, check_finite_image
 
 AIR = -1.0  # windowed value of air (and of padding) in [-1, 1]
 
@@ -88,7 +88,7 @@ def resolve_window(window: str | Sequence[float] | Mapping[str, float]) -> tuple
     """(level, width) from a name in constants.WINDOWS, a [level, width] pair or {level:, width:}."""
     if isinstance(window, str):
         if window not in WINDOWS:
-            raise DatasetError(f"data.window: unknown window {window!r}; known: {sorted(WINDOWS)} "
+            raise DataConfigError(f"data.window: unknown window {window!r}; known: {sorted(WINDOWS)} "
                                "or [level, width]")
         return WINDOWS[window]
     if isinstance(window, Mapping):
@@ -96,7 +96,7 @@ def resolve_window(window: str | Sequence[float] | Mapping[str, float]) -> tuple
     else:
         level, width = (float(v) for v in window)
     if width <= 0:
-        raise DatasetError(f"data.window: width must be > 0, got {width}")
+        raise DataConfigError(f"data.window: width must be > 0, got {width}")
     return level, width
 
 

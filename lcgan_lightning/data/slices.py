@@ -26,6 +26,7 @@ from lcgan_lightning.data.preprocess import (
     window_to_unit,
 )
 from lcgan_lightning.data.validation import (
+    DataConfigError,
     DatasetError,
     check_integer_labels,
     check_label_values,
@@ -255,9 +256,9 @@ def load_slices(
     Raises DatasetError (naming the file and the defect) for any broken input; see validation.py.
     """
     if multi_label_slices not in MULTI_LABEL_MODES:
-        raise DatasetError(f"data.multi_label_slices: {multi_label_slices!r} is not one of {MULTI_LABEL_MODES}")
+        raise DataConfigError(f"data.multi_label_slices: {multi_label_slices!r} is not one of {MULTI_LABEL_MODES}")
     if int(image_size) < 8:
-        raise DatasetError(f"data.image_size: {image_size} is too small (>= 8)")
+        raise DataConfigError(f"data.image_size: {image_size} is too small (>= 8)")
     root = Path(root)
     found = discover(layout, root, label_map)
     settings = Settings(layout, int(image_size), resolve_window(window), bool(lesion_only),

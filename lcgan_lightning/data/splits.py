@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lcgan_lightning.data.validation import DatasetError
+from lcgan_lightning.data.validation import DataConfigError, DatasetError
 from lcgan_lightning.layout import fraction_key
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def round_half_up(x: float) -> int:
 def subset_size(fraction: float, n_train: int) -> int:
     """Number of training patients for `fraction` (see module docstring); DatasetError if none."""
     if not 0.0 < float(fraction) <= 1.0 or n_train < 1:
-        raise DatasetError(f"data.fraction={fraction}: fraction selects no patient "
+        raise DataConfigError(f"data.fraction={fraction}: fraction selects no patient "
                            f"(must be in (0, 1]; {n_train} training patients)")
     return min(n_train, max(1, round_half_up(float(fraction) * n_train)))
 
@@ -137,7 +137,7 @@ def make_splits(
     patients = sorted(str(p) for p in patient_classes)
     n = len(patients)
     if not 0 <= val_ratio < 1 or not 0 <= test_ratio < 1 or val_ratio + test_ratio >= 1:
-        raise DatasetError(f"data.val_ratio={val_ratio}, data.test_ratio={test_ratio}: each must be in "
+        raise DataConfigError(f"data.val_ratio={val_ratio}, data.test_ratio={test_ratio}: each must be in "
                            "[0, 1) and their sum < 1")
     n_test = max(1, round_half_up(test_ratio * n)) if test_ratio > 0 else 0
     n_val = max(1, round_half_up(val_ratio * n)) if val_ratio > 0 else 0

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from lcgan_lightning.data.slices import SliceSet
+from lcgan_lightning.errors import UserError
 
 MANIFEST_VERSION = 1
 
@@ -39,8 +40,11 @@ SYNTHETIC_FILES = ("images.npy", "masks.npy", "manifest.json")
 ARRAY_DTYPES = {"images.npy": "float16", "masks.npy": "uint8"}
 
 
-class SyntheticSetError(ValueError):
+class SyntheticSetError(UserError, ValueError):
     """A synthetic set that is missing, malformed or does not match the training slices."""
+
+    hint = ("synthesize the set again for this data.fraction, split seed and dataset "
+            "(lcgan-synthesize ... overwrite=true), or point data.synthetic_dir at the set made for it")
 
 
 def _keys(slices: SliceSet) -> list[tuple[str, str, int]]:
@@ -102,7 +106,7 @@ def read_synthetic_set(synthetic_dir: str | Path) -> SliceSet:
     d = Path(synthetic_dir)
     if not d.is_dir():
         raise SyntheticSetError(
-            f"synthetic set not found: {d} (run lcgan-synthesize, or set data.generator_ckpt)"
+            f"{d}: synthetic set not found (run lcgan-synthesize, or set data.generator_ckpt)"
         )
     missing = [f for f in SYNTHETIC_FILES if not (d / f).is_file()]
     if missing:

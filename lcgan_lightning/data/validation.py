@@ -7,12 +7,30 @@ from pathlib import Path
 
 import numpy as np
 
+from lcgan_lightning.errors import ConfigError, UserError
+
 # Affines of an image and its label must agree to this tolerance (mm / direction cosines).
 AFFINE_ATOL = 1e-3
 
 
-class DatasetError(Exception):
-    """A dataset (or data config) the loader refuses; the message names the file and the defect."""
+class DatasetError(UserError):
+    """A dataset (or data config) the loader refuses; the message names the file and the defect.
+
+    `defects` lists every defective case ({"file", "defect"}) when the error reports several.
+    """
+
+    hint = ("`lcgan-inspect data=<layout> data.root=<dir>` lists every defect at once; "
+            "data.on_defect=skip trains on the healthy cases")
+
+    def __init__(self, message: str, hint: str | None = None, defects: list[dict] | None = None) -> None:
+        super().__init__(message, hint)
+        self.defects = list(defects or [])
+
+
+class DataConfigError(DatasetError, ConfigError):
+    """A data config value the loader refuses (`data.<key>: …`)."""
+
+    hint = "see the README section Data for valid values; `lcgan-inspect` shows what a data config gives"
 
 
 def _name(path: str | Path) -> str:
@@ -98,6 +116,6 @@ def check_known_keys(given: Iterable[str], valid: Iterable[str], where: str) -> 
     """Unknown config keys are an error that lists the valid ones."""
     unknown = sorted(set(given) - set(valid))
     if unknown:
-        raise DatasetError(
+        raise DataConfigError(
             f"{where}: unknown config key(s) {unknown}; valid keys: {sorted(valid)}"
         )

@@ -27,6 +27,7 @@ from torch import nn
 
 from lcgan_lightning.checkpoint_io import UnsafeCheckpointError, load_checkpoint
 from lcgan_lightning.constants import NUM_CLASSES
+from lcgan_lightning.errors import WeightsNotFoundError
 from lcgan_lightning.models.padding import pad_to_multiple
 
 VGG16_CHANNELS = (64, 128, 256, 512, 512)
@@ -156,8 +157,8 @@ def load_vgg16_imagenet(model: FCN8s, path: str | Path) -> None:
             f"ImageNet VGG-16 weights ({path}) need width=1.0, the model has width={model.width}"
         )
     if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained VGG-16 state dict not found: {path} (torchvision format, e.g. "
+        raise WeightsNotFoundError(
+            f"{path}: pretrained VGG-16 state dict not found (torchvision format, e.g. "
             "vgg16-397923af.pth; set pretrained_vgg16=null to train from scratch)"
         )
     try:

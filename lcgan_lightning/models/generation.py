@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from lcgan_lightning.checkpoint_io import load_checkpoint
+from lcgan_lightning.errors import CheckpointNotFoundError, CheckpointReadError
 from lcgan_lightning.models.generator import (
     UNetGenerator,
     condition_channels,
@@ -109,11 +110,11 @@ def load_generator(ckpt_path: str | Path, map_location: Any = "cpu", norm_stats:
     """
     path = Path(ckpt_path)
     if not path.is_file():
-        raise FileNotFoundError(f"generator checkpoint not found: {path}")
+        raise CheckpointNotFoundError(f"{path}: generator checkpoint not found")
     ckpt = load_checkpoint(path, map_location=map_location, trust=trust)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not hp or "image_size" not in hp or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: not an LcGAN checkpoint (missing hyper_parameters/state_dict)")
+        raise CheckpointReadError(f"{path}: not an LcGAN checkpoint (missing hyper_parameters/state_dict)")
     hp = dict(hp)
     gen = UNetGenerator(condition_channels(hp["condition"]), 1, image_size=hp["image_size"], ngf=hp["ngf"],
                         norm=hp["norm"], dropout=hp["dropout"])

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanAbsoluteError
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from lcgan_lightning.errors import ConfigError
 from lcgan_lightning.layout import CHECKPOINTS
 from lcgan_lightning.models.callbacks import GANPanels, PaperEpochCheckpoint
 from lcgan_lightning.models.discriminator import PatchDiscriminator
@@ -102,11 +103,11 @@ class LcGAN(pl.LightningModule):
     ):
         super().__init__()
         if norm not in NORMS:
-            raise ValueError(f"model.norm must be one of {NORMS}, got {norm!r}")
+            raise ConfigError(f"model.norm={norm!r}: must be one of {NORMS}")
         if condition not in CONDITIONS:
-            raise ValueError(f"model.condition must be one of {CONDITIONS}, got {condition!r}")
+            raise ConfigError(f"model.condition={condition!r}: must be one of {CONDITIONS}")
         if lr_policy not in LR_POLICIES:
-            raise ValueError(f"model.lr_policy must be one of {LR_POLICIES}, got {lr_policy!r}")
+            raise ConfigError(f"model.lr_policy={lr_policy!r}: must be one of {LR_POLICIES}")
         # plain Python values only, so the checkpoint reloads without OmegaConf/Hydra
         save_epochs = [int(e) for e in save_epochs]
         image_size, ngf, ndf, n_layers_d, n_panel, seed = map(int, (image_size, ngf, ndf, n_layers_d, n_panel, seed))
@@ -223,7 +224,7 @@ class LcGAN(pl.LightningModule):
             return lambda epoch: 1.0
         max_epochs = self.trainer.max_epochs if self._trainer is not None else None
         if max_epochs is None or max_epochs < 1:
-            raise ValueError("model.lr_policy=linear needs trainer.max_epochs >= 1")
+            raise ConfigError("model.lr_policy=linear: needs trainer.max_epochs >= 1")
         n_decay = self.hparams.n_epochs_decay if self.hparams.n_epochs_decay is not None else max_epochs // 2
         n_const = max_epochs - n_decay
         # pix2pix: lr·(1 − max(0, e + 1 − n_const) / (n_decay + 1)) for 0-based epoch e

@@ -23,6 +23,7 @@ from torch import nn
 from lcgan_lightning.checkpoint_io import load_checkpoint
 from lcgan_lightning.config import to_plain
 from lcgan_lightning.constants import NUM_CLASSES
+from lcgan_lightning.errors import CheckpointNotFoundError, CheckpointReadError, ConfigError
 from lcgan_lightning.layout import CHECKPOINTS
 from lcgan_lightning.metrics import SegmentationMetrics
 from lcgan_lightning.models.basicunet import BasicUNetSeg
@@ -66,7 +67,7 @@ def build_net(
         return BasicUNetSeg(
             num_classes=num_classes, in_channels=in_channels, width=width, dropout=dropout
         )
-    raise ValueError(f"unknown segmenter arch {arch!r}; choose one of {ARCHS} or give net._target_")
+    raise ConfigError(f"model.arch={arch!r}: unknown segmenter arch {arch!r}; choose one of {ARCHS} or give net._target_")
 
 
 class Segmenter(pl.LightningModule):
@@ -99,9 +100,9 @@ class Segmenter(pl.LightningModule):
         net = to_plain(net)
         class_weights = to_plain(class_weights)
         if loss not in ("ce", "dice_ce"):
-            raise ValueError(f"loss must be 'ce' or 'dice_ce', got {loss!r}")
+            raise ConfigError(f"model.loss={loss!r}: loss must be 'ce' or 'dice_ce'")
         if optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+            raise ConfigError(f"model.optimizer={optimizer!r}: optimizer must be 'adam' or 'sgd'")
         if class_weights is not None and loss != "ce":
             raise ValueError("class_weights apply to loss=ce only")
         if class_weights is not None and len(class_weights) != num_classes:
@@ -243,19 +244,19 @@ def load_segmenter(
     """
     path = Path(ckpt_path)
     if not path.is_file():
-        raise FileNotFoundError(f"segmenter checkpoint not found: {path}")
+        raise CheckpointNotFoundError(f"{path}: segmenter checkpoint not found")
     ckpt = load_checkpoint(path, map_location=map_location, trust=trust)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hp, dict) or "state_dict" not in ckpt:
-        raise ValueError(
-            f"{path} is not a Segmenter checkpoint (missing hyper_parameters/state_dict)"
+        raise CheckpointReadError(
+            f"{path}: not a Segmenter checkpoint (missing hyper_parameters/state_dict)"
         )
     try:
         model = Segmenter(**{**hp, "pretrained_vgg16": None})  # the weights come from the file
         model.on_load_checkpoint(ckpt)
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError) as e:
-        raise ValueError(f"{path} is not a Segmenter checkpoint: {e}") from e
+        raise CheckpointReadError(f"{path}: not a Segmenter checkpoint: {e}") from e
     if isinstance(map_location, (str, torch.device)):
         model.to(map_location)
     return model.eval()
