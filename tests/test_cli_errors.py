@@ -1,5 +1,6 @@
 """Errors for people: a known error prints `error: <file>: <defect>` + `hint: …` and exits 1."""
 
+import json
 import os
 import subprocess
 import sys
@@ -55,9 +56,9 @@ def test_known_error_walks_causes():
         assert known_error(e) is e
 
 
-def _run(tmp_path, module, *args):
+def _run(tmp_path, module, *args, run="run"):
     cmd = [sys.executable, "-m", f"lcgan_lightning.cli.{module}", f"paths.root_dir={tmp_path}",
-           f"hydra.run.dir={tmp_path}/run-{module}", *args]
+           f"hydra.run.dir={tmp_path}/{run}", *args]
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}  # conftest sets it
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 1, out.stderr[-3000:]
@@ -86,6 +87,13 @@ def test_each_error_class_is_one_line_naming_the_file(tmp_path, kind):
         bad = write_nifti(sorted((root / "labelsTr").iterdir())[1], label, dtype=np.uint8)
         line = _run(tmp_path, "inspect", *data)
         assert line.startswith(f"error: {bad}: shape mismatch")
+        # several defective cases: one line naming them all, the full list in the run dir
+        orphan = sorted((root / "imagesTr").iterdir())[3]
+        sorted((root / "labelsTr").iterdir())[3].unlink()
+        line = _run(tmp_path, "inspect", *data, run="run2")
+        assert line.startswith(f"error: {root}: 2 defective cases: ")
+        assert f"{bad}: shape mismatch" in line and f"{orphan}: image without label" in line
+        assert len(json.loads((tmp_path / "run2" / "defects.json").read_text())) == 2
     elif kind == "config":
         line = _run(tmp_path, "inspect", *data, "data.fraction=0")
         assert line.startswith("error: data.fraction=0")

@@ -5,6 +5,8 @@
     lcgan-inspect                      # the built-in phantom (generated on first use)
 
 Prints a summary and writes `inspect.json` (schema in the README) and `splits.json` into the run dir.
+Every case is checked: the defective ones are listed all at once (table + `defects` in inspect.json),
+and the command then exits 1 unless `data.on_defect=skip` (training would stop the same way).
 """
 
 from __future__ import annotations
@@ -23,22 +25,47 @@ from rich.table import Table
 from lcgan_lightning.cli.errors import report_errors
 from lcgan_lightning.constants import LESION_CLASSES
 from lcgan_lightning.data.splits import subset_label, training_patients
+from lcgan_lightning.data.validation import DatasetError, defects_error
 from lcgan_lightning.paths import CONF_DIR
 
 MAX_SKIPPED_SHOWN = 20
 
 
 def inspect_data(data_cfg: DictConfig, run_dir: str | Path, console: Console | None = None) -> dict[str, Any]:
-    """Build the datamodule from `data_cfg`, run every check, write inspect.json, print a summary."""
+    """Build the datamodule from `data_cfg`, run every check on every case, write inspect.json,
+    print a summary. Defective cases are left out of the summary and listed in its "defects"."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    dm = instantiate(data_cfg)
-    dm.prepare_data()
+    console = console or Console()
+    dm = instantiate(data_cfg, on_defect="skip")  # collect every defect; the caller decides
+    try:
+        dm.prepare_data()
+    except DatasetError as err:
+        print_defects(err.defects, console)  # no healthy case at all
+        raise
     dm.setup()
     info = dm.summary()
-    (run_dir / "inspect.json").write_text(json.dumps(info, indent=2))
-    print_summary(dm, info, run_dir, console or Console())
+    _write_json(run_dir / "inspect.json", info)
+    print_summary(dm, info, run_dir, console)
     return info
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+def print_defects(defects: list[dict], console: Console) -> None:
+    """Every defective case in one table."""
+    if not defects:
+        return
+    table = Table(title=f"[bold red]defective cases ({len(defects)})[/]")
+    table.add_column("file", overflow="fold")
+    table.add_column("defect", overflow="fold")
+    for item in defects:
+        table.add_row(item["file"], item["defect"])
+    console.print(table)
 
 
 def print_summary(dm: Any, info: dict[str, Any], run_dir: Path, console: Console) -> None:
@@ -50,6 +77,7 @@ def print_summary(dm: Any, info: dict[str, Any], run_dir: Path, console: Console
     counts.add_row("image size", f"{dm.image_size}²")
     counts.add_row("volumes", str(len(set(dm.slices.volumes.tolist()))))
     counts.add_row("skipped", str(len(info["skipped"])))
+    counts.add_row("defective cases", str(len(info["defects"])))
     counts.add_row("kept with a note", str(len(dm.slices.notes)))
     console.print(counts)
 
@@ -90,14 +118,19 @@ def print_summary(dm: Any, info: dict[str, Any], run_dir: Path, console: Console
         console.print(skipped)
         if len(info["skipped"]) > MAX_SKIPPED_SHOWN:
             console.print(f"... {len(info['skipped']) - MAX_SKIPPED_SHOWN} more in inspect.json")
+    print_defects(info["defects"], console)
     console.print(f"wrote {run_dir / 'inspect.json'}")
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="inspect", version_base="1.3")
 @report_errors
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    inspect_data(cfg.data, HydraConfig.get().runtime.output_dir)
+    """Hydra entry point; exits 1 (listing every defect) when training would stop on them."""
+    info = inspect_data(cfg.data, HydraConfig.get().runtime.output_dir)
+    if info["defects"] and cfg.data.get("on_defect", "error") == "error":
+        err = defects_error(info["defects"], cfg.data.root)
+        err.hint = "the table above and inspect.json list every defect; data.on_defect=skip trains on the healthy cases"
+        raise err
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import json
+import logging
 import os
 import shutil
 import socket
@@ -27,6 +29,9 @@ from lcgan_lightning.data.splits import (
 from lcgan_lightning.data.validation import DataConfigError, DatasetError, check_known_keys
 
 PHANTOM_KEYS = ("generate", "num_patients", "seed", "image_size", "num_slices")
+SKIPPED_CASES = "skipped_cases.json"  # data.on_defect=skip: the defective cases left out, in the run dir
+
+log = logging.getLogger(__name__)
 
 
 def ensure_phantom(root: Path, phantom: Mapping[str, Any]) -> Path:
@@ -104,6 +109,7 @@ class CTSliceDataModule(pl.LightningDataModule):
         label_map: Mapping | None = None,
         multi_label_slices: str = "skip",
         hu_offset: str | int = "auto",
+        on_defect: str = "error",
         phantom: Mapping[str, Any] | None = None,
         eval_batch_size: int | None = None,
         image_source: ImageSource | None = None,
@@ -157,6 +163,9 @@ class CTSliceDataModule(pl.LightningDataModule):
         self.label_map = to_plain(label_map)
         self.multi_label_slices = multi_label_slices
         self.hu_offset = hu_offset
+        if on_defect not in ("error", "skip"):
+            raise DataConfigError(f"data.on_defect: {on_defect!r} is not one of ('error', 'skip')")
+        self.on_defect = on_defect
         self.phantom = phantom
         self.num_classes = NUM_CLASSES
         # explicit dict, not a bare save_hyperparameters(): plain types only (checkpoints load with
@@ -184,14 +193,15 @@ class CTSliceDataModule(pl.LightningDataModule):
                 "augment": self.augment, "synthetic_dir": self.synthetic_dir,
                 "generator_ckpt": self.generator_ckpt, "augment_online": self.augment_online,
                 "label_map": self.label_map, "multi_label_slices": self.multi_label_slices,
-                "phantom": self.phantom}
+                "on_defect": self.on_defect, "phantom": self.phantom}
 
     def _load(self) -> SliceSet:
         if self.phantom is not None and self.phantom.get("generate"):
             ensure_phantom(self.root, self.phantom)
         return load_slices(self.root, layout=self.layout, image_size=self.image_size, window=self.window,
                            lesion_only=self.lesion_only, cache_dir=self.cache_dir, label_map=self.label_map,
-                           multi_label_slices=self.multi_label_slices, hu_offset=self.hu_offset)
+                           multi_label_slices=self.multi_label_slices, hu_offset=self.hu_offset,
+                           on_defect=self.on_defect)
 
     def prepare_data(self) -> None:
         """Generate the phantom if needed and fill the slice cache (every input check runs here)."""
@@ -203,6 +213,8 @@ class CTSliceDataModule(pl.LightningDataModule):
             return
         if self.slices is None:
             self.slices = self._load()
+        if self.slices.defects:
+            self._report_skipped_cases(self.slices.defects)
         self.splits = make_splits(self.slices.classes_per_patient(), self.val_ratio, self.test_ratio,
                                   self.subsets, self.seed, self.subset_counts)
         # raises (naming requested and available numbers) if it selects no patient or too many
@@ -230,6 +242,17 @@ class CTSliceDataModule(pl.LightningDataModule):
         self.train_dataset = train
         self.val_dataset = SliceDataset(self.val_slices)
         self.test_dataset = SliceDataset(self.test_slices)
+
+    def _report_skipped_cases(self, defects: list[dict]) -> None:
+        """data.on_defect=skip: log the defective cases left out; list them in the run dir."""
+        log.warning("data.on_defect=skip: %d defective case(s) left out: %s", len(defects),
+                    "; ".join(f"{d['file']}: {d['defect']}" for d in defects))
+        if self.trainer is not None and self.trainer.is_global_zero:
+            path = Path(self.trainer.default_root_dir) / SKIPPED_CASES
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(defects, indent=2))
+            tmp.replace(path)
 
     def _write_splits(self, path: Path) -> None:
         """Write splits.json; an existing one must hold the same split (one split per run dir)."""
@@ -288,6 +311,7 @@ class CTSliceDataModule(pl.LightningDataModule):
             "lesion_slices": int((counts[:, 1:].sum(axis=1) > 0).sum()),
             "pixels_per_class": {name: int(counts[:, i + 1].sum()) for i, name in enumerate(LESION_CLASSES)},
             "skipped": list(self.slices.skipped),
+            "defects": list(self.slices.defects),
             "splits": self.splits,
         }
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lcgan_lightning.constants import BHSD_TO_OURS, CLASS_NAMES, CTICH_SUBTYPE_TO_OURS
-from lcgan_lightning.data.validation import DataConfigError, DatasetError, check_pairs
+from lcgan_lightning.data.validation import DataConfigError, DatasetError, defect, pair_defects
 
 LAYOUTS = ("bhsd", "ctich", "folder")
 CTICH_CSV = "hemorrhage_diagnosis_raw_ct.csv"
@@ -53,11 +53,13 @@ class VolumeSource:
 
 @dataclass
 class Discovery:
-    """What a layout found: volumes, other files the cache key depends on, and skipped files."""
+    """What a layout found: volumes, other files the cache key depends on, skipped files, and
+    defective cases ({"file", "defect"}: orphan images/labels, names the layout cannot use)."""
 
     sources: list[VolumeSource]
     extra_files: list[Path] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+    defects: list[dict] = field(default_factory=list)
 
 
 def case_name(path: Path) -> str:
@@ -116,7 +118,7 @@ def _require_dir(path: Path) -> Path:
     return path
 
 
-def _pair_folders(root: Path, images_dir: str, labels_dir: str, skipped: list[dict]
+def _pair_folders(root: Path, images_dir: str, labels_dir: str, skipped: list[dict], defects: list[dict]
                   ) -> list[tuple[str, Path, Path]]:
     images_path, labels_path = _require_dir(root / images_dir), _require_dir(root / labels_dir)
     labels = {case_name(p): p for p in _nifti_files(labels_path)}
@@ -130,10 +132,11 @@ def _pair_folders(root: Path, images_dir: str, labels_dir: str, skipped: list[di
                 continue
             case = m.group("case")
         if case in images:
-            raise DatasetError(f"{p}: two image files for case {case!r} ({images[case]})")
+            defects.append(defect(p, f"two image files for case {case!r} ({images[case]})"))
+            continue
         images[case] = p
-    check_pairs(images, labels, root)
-    return [(case, images[case], labels[case]) for case in sorted(images)]
+    defects += pair_defects(images, labels, root)
+    return [(case, images[case], labels[case]) for case in sorted(images) if case in labels]
 
 
 def bhsd_value_map(root: Path, label_map: Mapping | None) -> dict[int, int]:
@@ -163,11 +166,12 @@ def bhsd_value_map(root: Path, label_map: Mapping | None) -> dict[int, int]:
 def discover_bhsd(root: Path, label_map: Mapping | None = None) -> Discovery:
     """imagesTr/ + labelsTr/ + dataset.json (BHSD, nnU-Net)."""
     skipped: list[dict] = []
+    defects: list[dict] = []
     value_map = bhsd_value_map(root, label_map)
-    pairs = _pair_folders(root, "imagesTr", "labelsTr", skipped)
+    pairs = _pair_folders(root, "imagesTr", "labelsTr", skipped, defects)
     sources = [VolumeSource(img, lab, patient_of(case), case, value_map) for case, img, lab in pairs]
     extra = [root / "dataset.json"] if (root / "dataset.json").is_file() else []
-    return Discovery(sources, extra, skipped)
+    return Discovery(sources, extra, skipped, defects)
 
 
 def discover_folder(root: Path, label_map: Mapping | None) -> Discovery:
@@ -177,9 +181,10 @@ def discover_folder(root: Path, label_map: Mapping | None) -> Discovery:
                            "({stored value: class name}, classes " f"{list(CLASS_NAMES)})")
     value_map = parse_label_map(label_map, "data.label_map")
     skipped: list[dict] = []
-    pairs = _pair_folders(root, "images", "labels", skipped)
+    defects: list[dict] = []
+    pairs = _pair_folders(root, "images", "labels", skipped, defects)
     sources = [VolumeSource(img, lab, patient_of(case), case, value_map) for case, img, lab in pairs]
-    return Discovery(sources, [], skipped)
+    return Discovery(sources, [], skipped, defects)
 
 
 def read_ctich_csv(path: Path) -> dict[int, dict[int, list[int]]]:
@@ -210,21 +215,24 @@ def read_ctich_csv(path: Path) -> dict[int, dict[int, list[int]]]:
 def discover_ctich(root: Path) -> Discovery:
     """ct_scans/ + masks/ + hemorrhage_diagnosis_raw_ct.csv (PhysioNet CT-ICH)."""
     skipped: list[dict] = []
+    defects: list[dict] = []
     csv_path = root / CTICH_CSV
     flags = read_ctich_csv(csv_path)
-    pairs = _pair_folders(root, "ct_scans", "masks", skipped)
+    pairs = _pair_folders(root, "ct_scans", "masks", skipped, defects)
     sources = []
     for case, img, lab in pairs:
         try:
             number = int(case)
-        except ValueError as exc:
-            raise DatasetError(f"{img}: CT-ICH file names must be patient numbers (NNN.nii)") from exc
+        except ValueError:
+            defects.append(defect(img, "CT-ICH file names must be patient numbers (NNN.nii)"))
+            continue
         if number not in flags:
-            raise DatasetError(f"{img}: patient {number} has no rows in {csv_path}")
+            defects.append(defect(img, f"patient {number} has no rows in {csv_path}"))
+            continue
         # 0 background, any non-zero value (1 or 255 in the wild) = lesion, class from the CSV
         sources.append(VolumeSource(img, lab, f"{number:03d}", case, {0: 0, 1: 1, 255: 1},
                                     slice_flags=flags[number]))
-    return Discovery(sources, [csv_path], skipped)
+    return Discovery(sources, [csv_path], skipped, defects)
 
 
 def discover(layout: str, root: str | Path, label_map: Mapping | None = None) -> Discovery:

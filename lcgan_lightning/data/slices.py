@@ -31,9 +31,12 @@ from lcgan_lightning.data.validation import (
     check_integer_labels,
     check_label_values,
     check_same_geometry,
+    defect_of,
+    defects_error,
 )
 
 MULTI_LABEL_MODES = ("skip", "binary")
+ON_DEFECT = ("error", "skip")
 
 
 @dataclass
@@ -41,7 +44,8 @@ class SliceSet:
     """Slices of a dataset: images float16 [N,H,W] in [-1,1], masks uint8 [N,H,W] (our class ids).
 
     `skipped` lists what was left out ({"file", "reason"}); `notes` lists slices kept with a caveat
-    (e.g. CT-ICH slices with several subtype flags under ``multi_label_slices=binary``).
+    (e.g. CT-ICH slices with several subtype flags under ``multi_label_slices=binary``); `defects`
+    lists the defective cases left out under ``on_defect=skip`` ({"file", "defect"}).
     """
 
     images: np.ndarray
@@ -51,6 +55,7 @@ class SliceSet:
     slice_index: np.ndarray
     skipped: list[dict] = field(default_factory=list)
     notes: list[dict] = field(default_factory=list)
+    defects: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -90,7 +95,8 @@ class SliceSet:
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
         return SliceSet(np.asarray(self.images[idx]), np.asarray(self.masks[idx]), self.patients[idx],
-                        self.volumes[idx], self.slice_index[idx], list(self.skipped), list(self.notes))
+                        self.volumes[idx], self.slice_index[idx], list(self.skipped), list(self.notes),
+                        list(self.defects))
 
     def for_patients(self, ids: Iterable[str]) -> SliceSet:
         """Slices of the given patients, in dataset order."""
@@ -209,16 +215,21 @@ def read_volume_slices(src: VolumeSource, settings: Settings) -> dict[str, Any]:
 
 def build_slices(found: Discovery, settings: Settings, root: Path,
                  progress: Callable[[int, int, str], None] | None = None) -> tuple[SliceSet, dict]:
-    """Read every volume of a discovered dataset (no cache)."""
+    """Read every volume of a discovered dataset (no cache); a defective volume is listed in the
+    stats' "defects" ({"file", "defect"}) and left out, and the others are read."""
     parts: list[dict[str, Any]] = []
     patients: list[str] = []
     volumes: list[str] = []
-    skipped, notes = list(found.skipped), []
+    skipped, notes, defects = list(found.skipped), [], []
     total = 0
     for i, src in enumerate(found.sources):
         if progress:
             progress(i, len(found.sources), src.volume)
-        part = read_volume_slices(src, settings)
+        try:
+            part = read_volume_slices(src, settings)
+        except DatasetError as err:
+            defects.append(defect_of(err, src.image))
+            continue
         parts.append(part)
         patients += [src.patient] * len(part["images"])
         volumes += [src.volume] * len(part["images"])
@@ -226,6 +237,8 @@ def build_slices(found: Discovery, settings: Settings, root: Path,
         notes += part["notes"]
         total += part["total_slices"]
     n = sum(len(p["images"]) for p in parts)
+    if n == 0 and (defects or found.defects):
+        raise defects_error(found.defects + defects, root)
     if n == 0:
         raise DatasetError(
             f"{root}: no usable slice in the whole dataset ({len(found.sources)} volumes, {total} slices, "
@@ -236,7 +249,7 @@ def build_slices(found: Discovery, settings: Settings, root: Path,
     slice_index = np.concatenate([p["slice_index"] for p in parts])
     sset = SliceSet(images, masks, np.asarray(patients, dtype=str), np.asarray(volumes, dtype=str),
                     slice_index, skipped, notes)
-    return sset, {"volumes_read": len(found.sources), "total_slices": total}
+    return sset, {"volumes_read": len(found.sources), "total_slices": total, "defects": defects}
 
 
 def load_slices(
@@ -250,11 +263,16 @@ def load_slices(
     multi_label_slices: str = "skip",
     hu_offset: str | int = "auto",
     progress: Callable[[int, int, str], None] | None = None,
+    on_defect: str = "error",
 ) -> SliceSet:
     """Read a dataset's slices via the cache (build the cache entry on first use).
 
-    Raises DatasetError (naming the file and the defect) for any broken input; see validation.py.
+    Every case is checked. Defective cases (see validation.py) raise one DatasetError listing them
+    all (``on_defect="error"``), or are left out and listed in the SliceSet's `defects` ("skip").
+    The cache entry holds the healthy cases and the read defects, whatever `on_defect`.
     """
+    if on_defect not in ON_DEFECT:
+        raise DataConfigError(f"data.on_defect: {on_defect!r} is not one of {ON_DEFECT}")
     if multi_label_slices not in MULTI_LABEL_MODES:
         raise DataConfigError(f"data.multi_label_slices: {multi_label_slices!r} is not one of {MULTI_LABEL_MODES}")
     if int(image_size) < 8:
@@ -272,19 +290,28 @@ def load_slices(
         hit = cache.read_entry(entry)
         if hit is not None:
             arrays, meta = hit
+            defects = found.defects + meta.get("defects", [])
+            if defects and on_defect == "error":
+                raise defects_error(defects, root)
             return SliceSet(arrays["images"], arrays["masks"], np.asarray(meta["patients"], dtype=str),
                             np.asarray(meta["volumes"], dtype=str), arrays["slice_index"],
-                            meta["skipped"], meta["notes"])
+                            meta["skipped"], meta["notes"], defects)
     sset, stats = build_slices(found, settings, root, progress)
+    defects = found.defects + stats["defects"]
+    sset.defects = defects
     if entry is None:
+        if defects and on_defect == "error":
+            raise defects_error(defects, root)
         return sset
     meta = {"patients": sset.patients.tolist(), "volumes": sset.volumes.tolist(), "skipped": sset.skipped,
             "notes": sset.notes, "settings": settings.as_dict(), "root": str(root.resolve()), **stats}
     cache.write_entry(entry, {"images": sset.images, "masks": sset.masks,
                               "slice_index": sset.slice_index}, meta)
+    if defects and on_defect == "error":
+        raise defects_error(defects, root)
     arrays, meta = cache.read_entry(entry)
     return SliceSet(arrays["images"], arrays["masks"], sset.patients, sset.volumes, arrays["slice_index"],
-                    sset.skipped, sset.notes)
+                    sset.skipped, sset.notes, defects)
 
 
 class SliceDataset(Dataset):

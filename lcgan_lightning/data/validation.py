@@ -94,22 +94,40 @@ def check_label_values(label_path: Path, labels: np.ndarray, allowed: Iterable[i
         )
 
 
-def check_pairs(images: Mapping[str, Path], labels: Mapping[str, Path], root: Path) -> None:
-    """Every image needs a label and every label an image (matched by case name)."""
-    no_label = sorted(set(images) - set(labels))
-    if no_label:
-        raise DatasetError(
-            f"{_name(images[no_label[0]])}: image without label (no matching file in the labels "
-            f"folder of {root}; {len(no_label)} image(s) affected: {no_label[:5]})"
-        )
-    no_image = sorted(set(labels) - set(images))
-    if no_image:
-        raise DatasetError(
-            f"{_name(labels[no_image[0]])}: label without image (no matching file in the images "
-            f"folder of {root}; {len(no_image)} label(s) affected: {no_image[:5]})"
-        )
-    if not images:
+def pair_defects(images: Mapping[str, Path], labels: Mapping[str, Path], root: Path) -> list[dict]:
+    """Every image needs a label and every label an image (matched by case name): one defect per orphan.
+
+    Raises DatasetError when the folders hold no file at all (nothing to check case by case).
+    """
+    if not images and not labels:
         raise DatasetError(f"{_name(root)}: no image files found")
+    defects = [defect(images[c], "image without label (no matching file in the labels folder)")
+               for c in sorted(set(images) - set(labels))]
+    defects += [defect(labels[c], "label without image (no matching file in the images folder)")
+                for c in sorted(set(labels) - set(images))]
+    return defects
+
+
+def defect(file: str | Path, what: str) -> dict[str, str]:
+    """One entry of a defect list (inspect.json "defects")."""
+    return {"file": _name(file), "defect": what}
+
+
+def defect_of(err: DatasetError, file: str | Path) -> dict[str, str]:
+    """A DatasetError about one case as a defect entry (its message is "<file>: <defect>")."""
+    text = str(err)
+    head, sep, rest = text.partition(": ")
+    return defect(head, rest) if sep and head.startswith(_name(Path(file).parent.parent)) else defect(file, text)
+
+
+def defects_error(defects: list[dict], root: str | Path, shown: int = 3) -> DatasetError:
+    """One DatasetError for every defect found: the defect itself when there is one, else a count
+    and the first `shown` (all of them in `.defects`; the command line writes them to defects.json)."""
+    if len(defects) == 1:
+        return DatasetError(f"{defects[0]['file']}: {defects[0]['defect']}")
+    listed = "; ".join(f"{d['file']}: {d['defect']}" for d in defects[:shown])
+    more = f"; and {len(defects) - shown} more" if len(defects) > shown else ""
+    return DatasetError(f"{_name(root)}: {len(defects)} defective cases: {listed}{more}", defects=defects)
 
 
 def check_known_keys(given: Iterable[str], valid: Iterable[str], where: str) -> None:
