@@ -86,6 +86,65 @@ def _dataset(n: int, image_size: int, seed: int = 0, stored: int = 32):
     return Fixed()
 
 
+def _collate_onehot_on_cpu(samples: list[dict]) -> dict:
+    """The loader's collate before the one-hot moved to the device (reference for `--loader`)."""
+    import numpy as np
+    import torch
+    from torch.utils.data import default_collate
+
+    from lcgan_lightning.data.slices import _batch_tensor
+
+    b, (h, w) = len(samples), tuple(samples[0]["mask"].shape)
+    images = _batch_tensor((b, 1, h, w), torch.float32)
+    torch.stack([s["image"].to(torch.float32) for s in samples], out=images)
+    masks = np.stack([s["mask"].numpy().astype(np.uint8, copy=False) for s in samples])
+    mask64 = _batch_tensor((b, h, w), torch.int64)
+    mask64.numpy()[...] = masks
+    onehot = _batch_tensor((b, 6, h, w), torch.float32)
+    for c in range(6):
+        np.equal(masks, c, out=onehot.numpy()[:, c], casting="unsafe")
+    rest = default_collate([{k: v for k, v in s.items() if k not in ("image", "mask")} for s in samples])
+    return {"image": images, "mask": mask64, "mask_onehot": onehot, **rest}
+
+
+def loader_throughput(image_size: int = 256, batch: int = 32, workers: int = 1, n: int = 1024,
+                      repeats: int = 2) -> dict[str, Any]:
+    """Slices/s through the training DataLoader (memory-mapped cache arrays, shuffled, `workers`
+    worker processes): the collate that built the one-hot on the CPU vs the current one (the one-hot
+    is built on the device). Alternates the two `repeats` times and keeps each one's best."""
+    import tempfile
+
+    import numpy as np
+    from torch.utils.data import DataLoader
+
+    from lcgan_lightning.data.slices import SliceDataset, SliceSet, collate_slices
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        masks = np.zeros((n, image_size, image_size), np.uint8)
+        q = image_size // 4
+        masks[:, q:2 * q, q:2 * q] = rng.integers(1, 6, (n, 1, 1))
+        np.save(f"{tmp}/images.npy", rng.uniform(-1, 1, (n, image_size, image_size)).astype(np.float16))
+        np.save(f"{tmp}/masks.npy", masks)
+        slices = SliceSet(np.load(f"{tmp}/images.npy", mmap_mode="r"), np.load(f"{tmp}/masks.npy", mmap_mode="r"),
+                          np.array(["p"] * n), np.array(["v"] * n), np.arange(n))
+        best: dict[str, float] = {}
+        for _ in range(repeats):
+            for name, collate in (("onehot_on_cpu", _collate_onehot_on_cpu), ("current", collate_slices)):
+                loader = DataLoader(SliceDataset(slices, onehot=False), batch_size=batch, shuffle=True,
+                                    num_workers=workers, collate_fn=collate, persistent_workers=workers > 0)
+                next(iter(loader))  # start the workers
+                start, seen = time.perf_counter(), 0
+                for b in loader:
+                    seen += len(b["image"])
+                rate = seen / (time.perf_counter() - start)
+                best[name] = max(best.get(name, 0.0), rate)
+                print(f"loader {name:<14} {image_size}² batch {batch} workers {workers}: {rate:8.0f} slices/s",
+                      flush=True)
+    return {"image_size": image_size, "batch": batch, "workers": workers, "slices": n,
+            "slices_per_s": best, "speedup": best["current"] / best["onehot_on_cpu"]}
+
+
 def _run_one(spec: dict[str, Any]) -> dict[str, Any]:
     """One measurement in this process."""
     import pytorch_lightning as pl
@@ -230,12 +289,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--repeats", type=int, default=1, help="alternate plain/Lightning runs; keep each one's best")
     p.add_argument("--cpu", action="store_true", help="benchmark on CPU even when CUDA is available")
+    p.add_argument("--loader", action="store_true",
+                   help="measure DataLoader slices/s instead (256², batch 32, 1 worker: --sizes/--loader-*)")
+    p.add_argument("--loader-batch", type=int, default=32)
+    p.add_argument("--loader-workers", type=int, default=1)
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.child:
         print("BENCH_RESULT " + json.dumps(_run_one(json.loads(args.child))), flush=True)
         return {}
+    if args.loader:
+        loader = [loader_throughput(size, args.loader_batch, args.loader_workers, repeats=max(2, args.repeats))
+                  for size in _ints(args.sizes)]
+        for r in loader:
+            print(f"  -> current/one-hot-on-CPU loader throughput {r['speedup']:.2f}x")
+        report = {"machine": machine_info(), "args": vars(args), "loader": loader}
+        Path(args.out).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.out}")
+        return report
 
     import torch
 

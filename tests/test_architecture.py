@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "lcgan_lightning.paper_numbers": 0,
     "lcgan_lightning.checkpoint_io": 0,
     "lcgan_lightning.errors": 0,
+    "lcgan_lightning.batch": 0,
     "lcgan_lightning.data": 1,
     "lcgan_lightning.models": 1,
     "lcgan_lightning.selection": 2,

@@ -12,6 +12,7 @@ from data_helpers import bhsd_cases, write_bhsd
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from lcgan_lightning.batch import model_batch
 from lcgan_lightning.data.datamodule import CTSliceDataModule
 from lcgan_lightning.data.slices import SliceDataset
 from lcgan_lightning.paths import CONF_DIR
@@ -35,12 +36,15 @@ def _dm(root, tmp_path, **kw):
 def test_batches_keys_shapes_dtypes(root, tmp_path):
     dm = _dm(root, tmp_path)
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"image", "mask", "mask_onehot", "patient", "volume", "slice"}
-    assert batch["image"].shape == (4, 1, 32, 32) and batch["image"].dtype == torch.float32
-    assert batch["mask"].shape == (4, 32, 32) and batch["mask"].dtype == torch.int64
-    assert batch["mask_onehot"].shape == (4, 6, 32, 32) and batch["mask_onehot"].dtype == torch.float32
-    assert torch.all(batch["mask_onehot"].sum(1) == 1)
-    assert torch.equal(batch["mask_onehot"].argmax(1), batch["mask"])
+    # slices as stored; the models convert them (and build the one-hot) on their device
+    assert set(batch) == {"image", "mask", "patient", "volume", "slice"}
+    assert batch["image"].shape == (4, 1, 32, 32) and batch["image"].dtype == torch.float16
+    assert batch["mask"].shape == (4, 32, 32) and batch["mask"].dtype == torch.uint8
+    model = model_batch(batch, onehot=True)
+    assert model["image"].dtype == torch.float32 and model["mask"].dtype == torch.int64
+    assert model["mask_onehot"].shape == (4, 6, 32, 32) and model["mask_onehot"].dtype == torch.float32
+    assert torch.all(model["mask_onehot"].sum(1) == 1)
+    assert torch.equal(model["mask_onehot"].argmax(1), model["mask"])
     assert batch["image"].min() >= -1 and batch["image"].max() <= 1
     assert isinstance(batch["patient"][0], str) and batch["slice"].dtype == torch.int64
     assert all(p in dm.splits["train"] for p in batch["patient"])
@@ -64,7 +68,8 @@ def test_splits_written_and_parts_disjoint(root, tmp_path):
 def test_online_augmentation(root, tmp_path):
     dm = _dm(root, tmp_path, augment_online=True, num_workers=1)  # worker: pickling + shared memory
     batch = next(iter(dm.train_dataloader()))
-    assert torch.all(batch["mask_onehot"].sum(1) == 1) and batch["image"].shape == (4, 1, 32, 32)
+    assert batch["image"].dtype == torch.float32 and batch["image"].shape == (4, 1, 32, 32)
+    assert torch.all(model_batch(batch, onehot=True)["mask_onehot"].sum(1) == 1)
 
 
 def test_augment_hook_concatenates(root, tmp_path, monkeypatch):
@@ -164,7 +169,7 @@ def test_loader_batches_equal_default_collate_of_dataset(root, tmp_path):
     from torch.utils.data import default_collate
 
     dm = _dm(root, tmp_path)
-    batch = next(iter(dm.val_dataloader()))
+    batch = model_batch(next(iter(dm.val_dataloader())), onehot=True)
     expected = default_collate([dm.val_dataset[i] for i in range(len(batch["image"]))])
     assert set(batch) == set(expected)
     for key in ("image", "mask", "mask_onehot", "slice"):

@@ -105,7 +105,7 @@ class GANPanels(pl.Callback):
         if need <= 0 or not outputs:
             return
         fake, real = outputs["fake"], batch["image"]
-        masks = batch["mask_onehot"].argmax(dim=1)
+        masks = batch["mask"] if "mask" in batch else batch["mask_onehot"].argmax(dim=1)
         for i in range(min(need, real.shape[0])):
             self.rows.append((masks[i].cpu(), real[i, 0].float().cpu(), fake[i, 0].float().cpu()))
 

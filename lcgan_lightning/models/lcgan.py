@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanAbsoluteError
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from lcgan_lightning.batch import model_batch
 from lcgan_lightning.errors import ConfigError
 from lcgan_lightning.layout import CHECKPOINTS
 from lcgan_lightning.models.callbacks import GANPanels, PaperEpochCheckpoint
@@ -132,6 +133,10 @@ class LcGAN(pl.LightningModule):
         self._loss_n = 0
 
     # ---- forward / helpers -------------------------------------------------------------
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """float32 image, int64 mask and the one-hot, built on this module's device."""
+        return model_batch(batch, onehot=True)
+
     def condition(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return encode_condition(batch["mask_onehot"].float(), self.hparams.condition)
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lcgan_lightning.batch import model_batch
 from lcgan_lightning.checkpoint_io import load_checkpoint
 from lcgan_lightning.config import to_plain
 from lcgan_lightning.constants import NUM_CLASSES
@@ -126,6 +127,10 @@ class Segmenter(pl.LightningModule):
         self.train_set_size: int | None = None
 
     # ---- network -------------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """float32 image and int64 mask, converted on this module's device."""
+        return model_batch(batch)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 

@@ -1,0 +1,63 @@
+"""The one-hot (and float32/int64 casts) built after the transfer give the same losses as the old
+path, which built them per batch on the CPU in the DataLoader."""
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, default_collate
+
+from lcgan_lightning.batch import model_batch, onehot_masks
+from lcgan_lightning.data.slices import SliceDataset, SliceSet, collate_slices
+from lcgan_lightning.models.lcgan import LcGAN, discriminator_loss, generator_loss
+from lcgan_lightning.models.segmenter import Segmenter
+
+
+def _slices(n=8, size=32):
+    rng = np.random.default_rng(0)
+    masks = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        masks[i, 4:12 + i, 6:14] = 1 + i % 5
+        masks[i, 20:24, 20:26] = 1 + (i + 2) % 5
+    return SliceSet.from_arrays(rng.uniform(-1, 1, (n, size, size)).astype(np.float16), masks)
+
+
+def _old_and_new_batches():
+    s = _slices()
+    old = default_collate([SliceDataset(s)[i] for i in range(len(s))])  # per-sample numpy one-hot, as before
+    new = next(iter(DataLoader(SliceDataset(s, onehot=False), batch_size=len(s), collate_fn=collate_slices)))
+    return old, new
+
+
+def test_device_batch_equals_the_old_cpu_batch():
+    old, new = _old_and_new_batches()
+    assert new["mask"].dtype == torch.uint8 and "mask_onehot" not in new
+    got = model_batch(new, onehot=True)
+    for key in ("image", "mask", "mask_onehot"):
+        assert got[key].dtype == old[key].dtype and torch.equal(got[key], old[key]), key
+    assert torch.equal(onehot_masks(torch.tensor([[[0, 5]]])), torch.tensor([[[[1.0, 0]], [[0, 0]], [[0, 0]],
+                                                                              [[0, 0]], [[0, 0]], [[0, 1.0]]]]))
+
+
+@pytest.mark.parametrize("condition", ["onehot", "palette"])
+def test_lcgan_losses_unchanged(condition):
+    old, new = _old_and_new_batches()
+    model = LcGAN(image_size=32, ngf=8, ndf=8, condition=condition, save_epochs=[], seed=1)
+    losses = []
+    for batch in (old, model.on_after_batch_transfer(new, 0)):
+        torch.manual_seed(0)
+        cond, real = model.condition(batch), batch["image"].float()
+        fake = model.generator(cond)
+        d = discriminator_loss(model._d_logits(cond, real), model._d_logits(cond, fake.detach()))[0]
+        g = generator_loss(model._d_logits(cond, fake), fake, real, 100.0)[0]
+        losses.append((d.item(), g.item()))
+    assert losses[0] == losses[1]
+
+
+def test_segmenter_loss_unchanged():
+    old, new = _old_and_new_batches()
+    model = Segmenter(width=0.125, batch_norm=True, loss="dice_ce", n_overlay=0).eval()
+    batch = model.on_after_batch_transfer(new, 0)
+    with torch.no_grad():
+        a = model.loss_fn(model(old["image"]), old["mask"])
+        b = model.loss_fn(model(batch["image"]), batch["mask"])
+    assert a.item() == b.item()
