@@ -6,8 +6,12 @@
 One G+D step = generator forward, one discriminator update, one generator update (LcGAN.training_step).
 Each (implementation, mode, image size, batch size) runs in a fresh subprocess so peak memory is its own:
 CUDA: torch.cuda.max_memory_allocated; CPU: peak resident set size of the process (ru_maxrss) minus the
-RSS before the models were built. Modes: fp32; bf16_cl = bf16 autocast + channels_last (CUDA only by
-default). Step time = wall clock of one full training iteration (fetch from an in-memory dataset,
+RSS before the models were built. Modes: fp32; cl = channels_last (`model.channels_last`); compile =
+torch.compile (`model.compile`); cl_compile = both; bf16_cl = bf16 autocast + channels_last;
+bf16_cl_compile (CUDA defaults: fp32, bf16_cl; CPU: fp32, cl, compile, cl_compile). fp32 and bf16_cl run
+the Lightning module and the plain loop; the other modes run the Lightning module only (`--plain-all`:
+both), and every Lightning result is also given relative to the plain fp32 step and to the Lightning
+fp32 step (the current default) of the same size and batch. Step time = wall clock of one full training iteration (fetch from an in-memory dataset,
 transfer, G+D step, framework bookkeeping; device synchronised), median over the timed steps after `--warmup` untimed ones (the median resists load spikes on shared
 machines); throughput = batch / median step time. `--repeats` alternates plain/Lightning runs and keeps
 each implementation's fastest median.
@@ -26,7 +30,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-MODES = ("fp32", "bf16_cl")
+MODES = ("fp32", "bf16_cl", "cl", "compile", "cl_compile", "bf16_cl_compile")
+PLAIN_MODES = ("fp32", "bf16_cl")  # modes that also run the plain loop unless --plain-all
+
+
+def mode_flags(mode: str) -> dict[str, bool]:
+    """bf16 autocast, channels_last, torch.compile of a mode name."""
+    return {"bf16": mode.startswith("bf16"), "channels_last": "cl" in mode.split("_"),
+            "compile": mode.endswith("compile")}
 
 
 def _rss_mb() -> float:
@@ -64,24 +75,23 @@ def machine_info() -> dict[str, Any]:
 
 
 def _dataset(n: int, image_size: int, seed: int = 0, stored: int = 32):
-    """`n` samples that cycle through `stored` fixed random (mask one-hot, image) pairs."""
+    """`n` samples that cycle through `stored` fixed random (image, mask) pairs, stored as the cache
+    stores them (float16 image, uint8 mask): the model builds the rest after the transfer."""
     import torch
-    import torch.nn.functional as F
     from torch.utils.data import Dataset
 
     g = torch.Generator().manual_seed(seed)
     stored = min(n, stored)
     masks = torch.randint(0, 6, (stored, image_size // 16, image_size // 16), generator=g)
-    masks = masks.repeat_interleave(16, 1).repeat_interleave(16, 2)
-    onehot = F.one_hot(masks, 6).permute(0, 3, 1, 2).float()
-    images = torch.rand(stored, 1, image_size, image_size, generator=g) * 2 - 1
+    masks = masks.repeat_interleave(16, 1).repeat_interleave(16, 2).to(torch.uint8)
+    images = (torch.rand(stored, 1, image_size, image_size, generator=g) * 2 - 1).to(torch.float16)
 
     class Fixed(Dataset):
         def __len__(self) -> int:
             return n
 
         def __getitem__(self, i: int) -> dict:
-            return {"image": images[i % stored], "mask_onehot": onehot[i % stored]}
+            return {"image": images[i % stored], "mask": masks[i % stored]}
 
     return Fixed()
 
@@ -151,6 +161,7 @@ def _run_one(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from torch.utils.data import DataLoader
 
+    from lcgan_lightning.batch import model_batch
     from lcgan_lightning.models.lcgan import LcGAN, discriminator_loss, generator_loss
 
     if spec.get("threads"):
@@ -158,7 +169,8 @@ def _run_one(spec: dict[str, Any]) -> dict[str, Any]:
     cuda = torch.cuda.is_available() and not spec.get("cpu")
     device = torch.device("cuda" if cuda else "cpu")
     bs, size, warmup, steps = spec["batch"], spec["image_size"], spec["warmup"], spec["steps"]
-    bf16_cl = spec["mode"] == "bf16_cl"
+    flags = mode_flags(spec["mode"])
+    bf16, cl = flags["bf16"], flags["channels_last"]
     torch.manual_seed(0)
     rss0 = _rss_mb()
     n_total = warmup + steps
@@ -172,14 +184,9 @@ def _run_one(spec: dict[str, Any]) -> dict[str, Any]:
         def configure_callbacks(self):
             return []
 
-        def on_after_batch_transfer(self, batch, dataloader_idx):
-            if bf16_cl:
-                batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
-            return batch
-
-    model = BenchGAN(image_size=size, ngf=spec["ngf"], ndf=spec["ndf"], save_epochs=[])
-    if bf16_cl:
-        model = model.to(memory_format=torch.channels_last)
+    # the model's own options (model.channels_last / model.compile); the plain loop uses the same modules
+    model = BenchGAN(image_size=size, ngf=spec["ngf"], ndf=spec["ndf"], save_epochs=[], channels_last=cl,
+                     compile=flags["compile"])
     if cuda:
         torch.cuda.reset_peak_memory_stats()
 
@@ -199,7 +206,7 @@ def _run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
         trainer = pl.Trainer(
             accelerator="gpu" if cuda else "cpu", devices=1, max_epochs=1,
-            precision="bf16-mixed" if bf16_cl else "32-true", logger=False, enable_checkpointing=False,
+            precision="bf16-mixed" if bf16 else "32-true", logger=False, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
             num_sanity_val_steps=0, callbacks=[Timer()],
         )
@@ -218,10 +225,9 @@ def _run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
         def step(batch) -> None:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            if bf16_cl:
-                batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
+            batch = model_batch(batch, onehot=True, channels_last=cl)  # what the LcGAN does after transfer
             cond, real = batch["mask_onehot"], batch["image"]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_cl):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 fake = g(cond)
                 set_grad(g, False)
                 loss_d, *_ = discriminator_loss(d(torch.cat([cond, real], 1)), d(torch.cat([cond, fake.detach()], 1)))
@@ -230,7 +236,7 @@ def _run_one(spec: dict[str, Any]) -> dict[str, Any]:
             opt_d.step()
             set_grad(g, True)
             set_grad(d, False)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_cl):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss_g, *_ = generator_loss(d(torch.cat([cond, fake], 1)), fake, real, hp.lambda_l1)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
@@ -283,7 +289,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (CUDA 5, CPU 1)")
     p.add_argument("--sizes", default="256", help="image sizes, comma-separated")
     p.add_argument("--batch-sizes", default="1,16", help="batch sizes, comma-separated")
-    p.add_argument("--modes", default=None, help="fp32,bf16_cl (default: both on CUDA, fp32 on CPU)")
+    p.add_argument("--modes", default=None, help=f"comma-separated of {MODES} (default: fp32,bf16_cl on "
+                   "CUDA, fp32,cl,compile,cl_compile on CPU)")
+    p.add_argument("--plain-all", action="store_true", help="run the plain loop in every mode, not only fp32/bf16_cl")
     p.add_argument("--ngf", type=int, default=64)
     p.add_argument("--ndf", type=int, default=64)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -316,39 +324,57 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.steps = 20 if cuda else 3
     if args.warmup is None:
         args.warmup = 5 if cuda else 1
-    modes = args.modes.split(",") if args.modes else (list(MODES) if cuda else ["fp32"])
+    default_modes = ["fp32", "bf16_cl"] if cuda else ["fp32", "cl", "compile", "cl_compile"]
+    modes = args.modes.split(",") if args.modes else default_modes
     for m in modes:
         if m not in MODES:
             raise SystemExit(f"--modes: unknown mode {m!r} (choose from {MODES})")
-    results, ratios = [], []
-    header = f"{'impl':<10} {'mode':<8} {'size':>5} {'batch':>5} {'img/s':>9} {'s/step':>8} {'peak MB':>9}"
+    results, ratios, speedups = [], [], []
+    header = f"{'impl':<10} {'mode':<15} {'size':>5} {'batch':>5} {'img/s':>9} {'s/step':>8} {'peak MB':>9}"
     print(header)
     for size in _ints(args.sizes):
-        for mode in modes:
-            for bs in _ints(args.batch_sizes):
-                pair: dict[str, dict] = {}
-                for rep in range(args.repeats):
-                    for impl in ("plain", "lightning"):
-                        spec = dict(impl=impl, mode=mode, image_size=size, batch=bs, steps=args.steps,
-                                    warmup=args.warmup, ngf=args.ngf, ndf=args.ndf, threads=args.threads,
-                                    cpu=args.cpu, repeat=rep)
-                        r = _measure(spec)
-                        results.append(r)
-                        if "error" in r:
-                            print(f"{impl:<10} {mode:<8} {size:>5} {bs:>5}  FAILED: {r['error'][-300:]}")
-                            pair.setdefault(impl, r)
-                            continue
-                        print(f"{impl:<10} {mode:<8} {size:>5} {bs:>5} {r['images_per_s']:>9.3f} "
-                              f"{r['s_per_step']:>8.3f} {r['peak_mem_mb']:>9.0f}", flush=True)
-                        best = pair.get(impl)
-                        if best is None or "error" in best or r["images_per_s"] > best["images_per_s"]:
-                            pair[impl] = r
-                if all("error" not in r for r in pair.values()):
-                    ratio = pair["lightning"]["images_per_s"] / pair["plain"]["images_per_s"]
+        for bs in _ints(args.batch_sizes):
+            runs = [(impl, mode) for mode in modes for impl in ("plain", "lightning")
+                    if impl == "lightning" or args.plain_all or mode in PLAIN_MODES]
+            if "fp32" not in modes:  # the references every mode is compared with
+                runs = [("plain", "fp32"), ("lightning", "fp32"), *runs]
+            best: dict[tuple[str, str], dict] = {}
+            for rep in range(args.repeats):
+                for impl, mode in runs:
+                    spec = dict(impl=impl, mode=mode, image_size=size, batch=bs, steps=args.steps,
+                                warmup=args.warmup, ngf=args.ngf, ndf=args.ndf, threads=args.threads,
+                                cpu=args.cpu, repeat=rep)
+                    r = _measure(spec)
+                    results.append(r)
+                    if "error" in r:
+                        print(f"{impl:<10} {mode:<15} {size:>5} {bs:>5}  FAILED: {r['error'][-300:]}")
+                        best.setdefault((impl, mode), r)
+                        continue
+                    print(f"{impl:<10} {mode:<15} {size:>5} {bs:>5} {r['images_per_s']:>9.3f} "
+                          f"{r['s_per_step']:>8.3f} {r['peak_mem_mb']:>9.0f}", flush=True)
+                    old = best.get((impl, mode))
+                    if old is None or "error" in old or r["images_per_s"] > old["images_per_s"]:
+                        best[(impl, mode)] = r
+
+            def rate(impl: str, mode: str, best: dict = best) -> float | None:
+                r = best.get((impl, mode))
+                return None if r is None or "error" in r else r["images_per_s"]
+
+            for mode in dict.fromkeys(m for _, m in runs):
+                light, plain = rate("lightning", mode), rate("plain", mode)
+                if light and plain:
+                    ratio = light / plain
                     ratios.append(dict(mode=mode, image_size=size, batch=bs, lightning_over_plain=ratio,
                                        overhead_pct=100 * (1 - ratio)))
-                    print(f"  -> Lightning/plain throughput {ratio:.3f} (overhead {100 * (1 - ratio):+.1f} %)")
-    report = {"machine": machine_info(), "args": vars(args), "results": results, "ratios": ratios}
+                    print(f"  -> {mode}: Lightning/plain throughput {ratio:.3f} (overhead {100 * (1 - ratio):+.1f} %)")
+                plain32, light32 = rate("plain", "fp32"), rate("lightning", "fp32")
+                if light and plain32 and light32:
+                    speedups.append(dict(mode=mode, image_size=size, batch=bs, over_plain_fp32=light / plain32,
+                                         over_lightning_fp32=light / light32))
+                    print(f"  -> LcGAN {mode}: {light / plain32:.2f}x the plain fp32 step, "
+                          f"{light / light32:.2f}x the current (fp32) step")
+    report = {"machine": machine_info(), "args": vars(args), "results": results, "ratios": ratios,
+              "speedups": speedups}
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")
     return report

@@ -55,9 +55,26 @@ def test_lcgan_losses_unchanged(condition):
 
 def test_segmenter_loss_unchanged():
     old, new = _old_and_new_batches()
-    model = Segmenter(width=0.125, batch_norm=True, loss="dice_ce", n_overlay=0).eval()
+    model = Segmenter(width=0.125, batch_norm=True, loss="ce", n_overlay=0).eval()
     batch = model.on_after_batch_transfer(new, 0)
     with torch.no_grad():
         a = model.loss_fn(model(old["image"]), old["mask"])
         b = model.loss_fn(model(batch["image"]), batch["mask"])
     assert a.item() == b.item()
+
+
+def test_channels_last_and_compile_options_keep_checkpoints_and_losses():
+    old, new = _old_and_new_batches()
+    plain = LcGAN(image_size=32, ngf=8, ndf=8, save_epochs=[], seed=1)
+    fast = LcGAN(image_size=32, ngf=8, ndf=8, save_epochs=[], seed=1, channels_last=True, compile=True)
+    assert list(fast.state_dict()) == list(plain.state_dict())  # compiled in place: same checkpoint keys
+    conv = next(m for m in fast.generator.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    batch = fast.on_after_batch_transfer(new, 0)
+    assert batch["mask_onehot"].is_contiguous(memory_format=torch.channels_last)
+    seg = Segmenter(width=0.125, batch_norm=True, n_overlay=0, channels_last=True).eval()
+    ref = Segmenter(width=0.125, batch_norm=True, n_overlay=0).eval()
+    ref.load_state_dict(seg.state_dict())
+    with torch.no_grad():
+        x = seg.on_after_batch_transfer(new, 0)["image"]
+        torch.testing.assert_close(seg(x), ref(old["image"]), rtol=1e-4, atol=1e-4)

@@ -9,7 +9,7 @@ import pytest
 from lcgan_lightning import bench
 
 
-@pytest.mark.parametrize("mode", ["fp32", "bf16_cl"])
+@pytest.mark.parametrize("mode", ["fp32", "bf16_cl", "cl"])
 def test_bench_measures_lightning_and_plain(mode):
     out = {}
     for impl in ("plain", "lightning"):
@@ -28,3 +28,15 @@ def test_machine_info_names_the_cpu():
     info = bench.machine_info()
     assert info["cpu"] and info["torch"] and info["pytorch_lightning"]
     assert "gpu" in info or info["cuda"] is False
+
+
+def test_mode_flags():
+    assert bench.mode_flags("fp32") == {"bf16": False, "channels_last": False, "compile": False}
+    assert bench.mode_flags("cl_compile") == {"bf16": False, "channels_last": True, "compile": True}
+    assert bench.mode_flags("bf16_cl") == {"bf16": True, "channels_last": True, "compile": False}
+    assert bench.mode_flags("compile") == {"bf16": False, "channels_last": False, "compile": True}
+
+
+def test_loader_throughput_reports_both_collates():
+    r = bench.loader_throughput(image_size=32, batch=4, workers=0, n=16, repeats=1)
+    assert set(r["slices_per_s"]) == {"onehot_on_cpu", "current"} and r["speedup"] > 0

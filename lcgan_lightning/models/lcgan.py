@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanAbsoluteError
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from lcgan_lightning.batch import model_batch
+from lcgan_lightning.batch import model_batch, speed_up
 from lcgan_lightning.errors import ConfigError
 from lcgan_lightning.layout import CHECKPOINTS
 from lcgan_lightning.models.callbacks import GANPanels, PaperEpochCheckpoint
@@ -79,6 +79,8 @@ class LcGAN(pl.LightningModule):
         sample_norm_stats: how validation and `load_generator` normalise at sampling time
             ("sample": per-image batch statistics as pix2pix at test time; "running": BatchNorm averages).
         seed: seeds dropout / data order at every epoch start and the validation samples.
+        channels_last: NHWC memory format for both networks and the batch (faster convolutions).
+        compile: `torch.compile` both networks (state_dict and checkpoints unchanged).
     """
 
     def __init__(
@@ -101,6 +103,8 @@ class LcGAN(pl.LightningModule):
         sample_norm_stats: str = "sample",
         seed: int = 0,
         init_std: float = 0.02,
+        channels_last: bool = False,
+        compile: bool = False,
     ):
         super().__init__()
         if norm not in NORMS:
@@ -124,6 +128,8 @@ class LcGAN(pl.LightningModule):
             torch.manual_seed(seed)
             init_pix2pix_weights(self.generator, init_std)
             init_pix2pix_weights(self.discriminator, init_std)
+        for net in (self.generator, self.discriminator):
+            speed_up(net, bool(channels_last), bool(compile))
 
         # validation metrics: L1 on the [-1,1] scale; SSIM and PSNR on images rescaled to [0,1] (data_range 1)
         self.val_l1 = MeanAbsoluteError()
@@ -135,7 +141,7 @@ class LcGAN(pl.LightningModule):
     # ---- forward / helpers -------------------------------------------------------------
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """float32 image, int64 mask and the one-hot, built on this module's device."""
-        return model_batch(batch, onehot=True)
+        return model_batch(batch, onehot=True, channels_last=bool(self.hparams.get("channels_last")))
 
     def condition(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return encode_condition(batch["mask_onehot"].float(), self.hparams.condition)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lcgan_lightning.batch import model_batch
+from lcgan_lightning.batch import model_batch, speed_up
 from lcgan_lightning.checkpoint_io import load_checkpoint
 from lcgan_lightning.config import to_plain
 from lcgan_lightning.constants import NUM_CLASSES
@@ -96,6 +96,8 @@ class Segmenter(pl.LightningModule):
         momentum: float = 0.9,
         n_overlay: int = 8,
         overlay_every_n_epochs: int = 1,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         net = to_plain(net)
@@ -112,6 +114,7 @@ class Segmenter(pl.LightningModule):
         self.net = build_net(
             arch, num_classes, in_channels, width, dropout, pretrained_vgg16, net, batch_norm
         )
+        speed_up(self.net, bool(channels_last), bool(compile))
         if class_weights is not None:
             self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
         else:
@@ -129,7 +132,7 @@ class Segmenter(pl.LightningModule):
     # ---- network -------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """float32 image and int64 mask, converted on this module's device."""
-        return model_batch(batch)
+        return model_batch(batch, channels_last=bool(self.hparams.get("channels_last")))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -257,7 +260,7 @@ def load_segmenter(
             f"{path}: not a Segmenter checkpoint (missing hyper_parameters/state_dict)"
         )
     try:
-        model = Segmenter(**{**hp, "pretrained_vgg16": None})  # the weights come from the file
+        model = Segmenter(**{**hp, "pretrained_vgg16": None, "compile": False})  # weights from the file
         model.on_load_checkpoint(ckpt)
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError) as e:
