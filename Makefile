@@ -52,7 +52,7 @@ sweep-gan: install  ## the paper's GAN grid (3 fractions x 200 epochs; 10/50/100
 sweep-seg: install  ## segmentation grid (3 fractions x 4 variants); gan/both need ARGS="data.synthetic_dir='...'"
 	$(VENV)/bin/lcgan-train -m experiment=seg_sweep $(ARGS)
 
-bench: install  ## LcGAN step throughput: Lightning vs plain PyTorch (JSON in bench.json)
+bench: install  ## LcGAN step: plain PyTorch vs Lightning fp32 vs channels_last/compile (bench.json); ARGS=--loader: DataLoader slices/s
 	$(PY) -m lcgan_lightning.bench --out bench.json $(ARGS)
 
 wandb-sync: install  ## upload every offline W&B run under outputs/, multirun/ and runs/

@@ -1,5 +1,6 @@
 """The batch contract: loaders deliver slices as stored, and what the networks read is built after
-the transfer, on the device (`on_after_batch_transfer` of the datamodule and of the models).
+the transfer, on the device, by the models' `on_after_batch_transfer` (a model of your own that
+trains on `CTSliceDataModule` calls `model_batch` there too).
 
 Loader batch: "image" [B,1,H,W] float16 (float32 when augmented on the fly), "mask" [B,H,W] uint8
 class ids, plus ids. Model batch: "image" float32, "mask" int64 and, for the LcGAN, "mask_onehot"

@@ -111,6 +111,9 @@ class _TinyModel(pl.LightningModule):
         super().__init__()
         self.conv = torch.nn.Conv2d(1, 6, 1)
 
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        return model_batch(batch)  # float16 / uint8 as stored -> float32 / int64, as our models do
+
     def training_step(self, batch, _):
         return torch.nn.functional.cross_entropy(self.conv(batch["image"]), batch["mask"])
 

@@ -15,7 +15,6 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, RandomSampler
 
-from lcgan_lightning.batch import model_batch
 from lcgan_lightning.config import to_plain
 from lcgan_lightning.constants import AUGMENT_CHOICES, LESION_CLASSES, NUM_CLASSES
 from lcgan_lightning.data.augment_sets import ImageSource
@@ -278,10 +277,6 @@ class CTSliceDataModule(pl.LightningDataModule):
         return DataLoader(lean_view(dataset), batch_size=batch_size, shuffle=shuffle and sampler is None,
                           sampler=sampler, num_workers=self.num_workers, pin_memory=self.pin_memory,
                           collate_fn=collate_slices, persistent_workers=self.num_workers > 0)
-
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        """float32 image and int64 mask, cast on the device (the loaders carry float16 / uint8)."""
-        return model_batch(batch)
 
     def epoch_samples(self) -> int:
         """Training samples drawn per epoch: every slice, or `samples_per_epoch` of them (a fresh random
