@@ -31,6 +31,7 @@ from lcgan_lightning.constants import LESION_CLASSES
 from lcgan_lightning.data.datamodule import open_datamodule
 from lcgan_lightning.data.slices import SliceDataset
 from lcgan_lightning.data.validation import DatasetError
+from lcgan_lightning.errors import CheckpointNotFoundError, UserError
 from lcgan_lightning.layout import PREDICTIONS, TEST_METRICS
 from lcgan_lightning.models.segmenter import load_segmenter
 
@@ -46,8 +47,10 @@ TRAINING_ONLY_DATA_KEYS = {
 }
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """A checkpoint or an evaluation setting that cannot be evaluated (names the file or key)."""
+
+    hint = "lcgan-eval evaluates segmenter checkpoints (…/checkpoints/*.ckpt of a segmenter run); split=test|val|train|all"
 
 
 def stored_run_config(ckpt_path: str | Path, trust: bool = False) -> dict[str, Any]:
@@ -92,7 +95,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise EvaluationError("ckpt_path: not set (the segmenter checkpoint to evaluate)")
     ckpt_path = Path(str(cfg.ckpt_path))
     if not ckpt_path.is_file():
-        raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
+        raise CheckpointNotFoundError(f"{ckpt_path}: checkpoint not found")
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(int(cfg.get("seed", 0)), workers=True)

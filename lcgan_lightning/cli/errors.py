@@ -7,7 +7,9 @@ prints two lines on stderr and exits 1:
     error: <file>: <defect>
     hint: <what to do>
 
-Anything else, and every error when ``HYDRA_FULL_ERROR=1`` is set, keeps Hydra's traceback.
+Anything else, and every error when ``HYDRA_FULL_ERROR=1`` is set, keeps Hydra's traceback. In a
+multirun (`-m`) the two lines are printed and the error is raised on, so that Hydra runs the other jobs
+of the sweep as before and reports the failure at the end.
 """
 
 from __future__ import annotations
@@ -68,13 +70,16 @@ def _write_defects(err: BaseException, run_dir: str | Path | None) -> Path | Non
     return path
 
 
-def _run_dir() -> str | None:
+def _hydra_run() -> tuple[str | None, bool]:
+    """(this job's run dir, whether it is one job of a multirun); (None, False) outside a Hydra app."""
     try:
         from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
-        return HydraConfig.get().runtime.output_dir
-    except Exception:  # noqa: BLE001 - called outside a Hydra app (tests): no run dir
-        return None
+        hc = HydraConfig.get()
+        return hc.runtime.output_dir, hc.mode == RunMode.MULTIRUN
+    except Exception:  # noqa: BLE001 - called outside a Hydra app (tests)
+        return None, False
 
 
 def print_error(err: BaseException, run_dir: str | Path | None = None, file: Any = None) -> None:
@@ -99,7 +104,10 @@ def report_errors(task: Callable[..., Any]) -> Callable[..., Any]:
             known = known_error(err)
             if known is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            print_error(known, _run_dir())
+            run_dir, multirun = _hydra_run()
+            print_error(known, run_dir)
+            if multirun:
+                raise
             sys.exit(EXIT_CODE)
 
     return wrapper

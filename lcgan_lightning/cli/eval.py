@@ -12,6 +12,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from lcgan_lightning.cli.errors import report_errors
 from lcgan_lightning.config import register_resolvers
 from lcgan_lightning.evaluation import evaluate
 from lcgan_lightning.paths import CONF_DIR
@@ -20,6 +21,7 @@ register_resolvers()
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base="1.3")
+@report_errors
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the DSC of the evaluated split."""
     return float(evaluate(cfg)["metrics"]["dsc"])
