@@ -26,7 +26,9 @@ TINY = [
     "seg.max_epochs=1",
     "gan.epochs=[1,2]",
     "gan.overrides=['model.ngf=8','model.ndf=8']",
-    "seg.overrides=['model.width=0.125']",
+    # batches of 2, validation and last.ckpt every 2 steps: mid-epoch checkpoints (the kill test needs them)
+    "seg.overrides=['model.width=0.125','data.batch_size=2','trainer.check_val_every_n_epoch=null',"
+    "'++trainer.val_check_interval=2']",
     "select.overrides=['max_images=8','realism.epochs=1']",
 ]
 

@@ -188,3 +188,29 @@ def test_loader_state_resumes_order_and_rng(tmp_path):
     plain = list(torch.utils.data.RandomSampler(range(11), num_samples=9))
     torch.manual_seed(5)
     assert [i for i, _ in ResumableSampler(len(ds), 9, with_seeds=True)] == plain
+
+
+def test_slurm_launcher_requeues_and_a_requeued_job_resumes_from_last(tmp_path, monkeypatch):
+    """hydra/launcher=slurm composes with requeueing on; a requeued job (SLURM_RESTART_COUNT > 0)
+    resolves its checkpoint to last.ckpt (cannot run SLURM here: the parts that decide are tested)."""
+    from lcgan_lightning.layout import last_ckpt
+    from lcgan_lightning.training import _resolve_ckpt_path
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.max_num_timeout == 3 and launcher.signal_delay_s == 120
+
+    run = tmp_path / "run"
+    last = last_ckpt(run)
+    last.parent.mkdir(parents=True)
+    torch.save({"state_dict": {}}, last)
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert _resolve_ckpt_path(None, run) == (None, True)  # a first start trains from scratch
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert _resolve_ckpt_path(None, run) == (str(last), True)
+    assert _resolve_ckpt_path(str(tmp_path / "init.ckpt"), run) == (str(last), True)
+    last.unlink()
+    assert _resolve_ckpt_path(None, run) == (None, True)  # requeued before its first last.ckpt
