@@ -214,3 +214,24 @@ def test_slurm_launcher_requeues_and_a_requeued_job_resumes_from_last(tmp_path, 
     assert _resolve_ckpt_path(str(tmp_path / "init.ckpt"), run) == (str(last), True)
     last.unlink()
     assert _resolve_ckpt_path(None, run) == (None, True)  # requeued before its first last.ckpt
+
+
+@pytest.mark.slow
+def test_online_augmentation_does_not_depend_on_workers(data_dir):
+    """Per-sample seeds from (epoch shuffle seed, position): 0 or 2 DataLoader workers give the same
+    augmented batches, so a resumed epoch (new workers, new worker seeds) augments as the first time."""
+    from lcgan_lightning.data.datamodule import open_datamodule
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[*COMMON, f"paths.root_dir={data_dir.parent}",
+                                                      f"paths.data_dir={data_dir}", "paths.output_dir=x"])
+
+    def epoch(workers: int, augment: bool = True) -> torch.Tensor:
+        dm = open_datamodule(cfg.data, augment_online=augment, num_workers=workers)
+        torch.manual_seed(7)
+        return torch.cat([b["image"] for b in dm.train_dataloader()]).float()
+
+    plain, serial, parallel = epoch(0, augment=False), epoch(0), epoch(2)
+    assert torch.equal(serial, parallel)
+    assert not torch.equal(serial, plain) and serial.shape == plain.shape
