@@ -72,8 +72,8 @@ def data_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("resume")
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[*COMMON, f"paths.root_dir={root}",
-                                                      f"paths.data_dir={root / 'data'}", "paths.output_dir=x"])
+        cfg = compose(config_name="train", overrides=[*COMMON, f"paths.root_dir={root}", f"paths.data_dir={root / 'data'}",
+                                                      f"paths.output_dir={root / 'out'}"])
     dm = open_datamodule(cfg.data)
     assert len(dm.train_slices) == 27  # 14 batches of 2 per epoch (the schedules above rely on it)
     return root / "data"
@@ -217,7 +217,7 @@ def test_slurm_launcher_requeues_and_a_requeued_job_resumes_from_last(tmp_path, 
 
 
 @pytest.mark.slow
-def test_online_augmentation_does_not_depend_on_workers(data_dir):
+def test_online_augmentation_does_not_depend_on_workers(data_dir, tmp_path):
     """Per-sample seeds from (epoch shuffle seed, position): 0 or 2 DataLoader workers give the same
     augmented batches, so a resumed epoch (new workers, new worker seeds) augments as the first time."""
     from lcgan_lightning.data.datamodule import open_datamodule
@@ -225,7 +225,7 @@ def test_online_augmentation_does_not_depend_on_workers(data_dir):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[*COMMON, f"paths.root_dir={data_dir.parent}",
-                                                      f"paths.data_dir={data_dir}", "paths.output_dir=x"])
+                                                      f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}"])
 
     def epoch(workers: int, augment: bool = True) -> torch.Tensor:
         dm = open_datamodule(cfg.data, augment_online=augment, num_workers=workers)
