@@ -235,3 +235,36 @@ def test_online_augmentation_does_not_depend_on_workers(data_dir, tmp_path):
     plain, serial, parallel = epoch(0, augment=False), epoch(0), epoch(2)
     assert torch.equal(serial, parallel)
     assert not torch.equal(serial, plain) and serial.shape == plain.shape
+
+
+def test_a_loader_that_cannot_resume_gets_last_ckpt_at_epoch_ends_only(tmp_path, monkeypatch):
+    """A plain DataLoader (no position to save): the segmenter's validations every 2 steps and the
+    LcGAN's last_every_n_steps=1 write no mid-epoch last.ckpt; both write it at every epoch end."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from test_lcgan import TinyLesionSet
+    from torch.utils.data import DataLoader
+
+    from lcgan_lightning.models.lcgan import LcGAN
+    from lcgan_lightning.models.segmenter import Segmenter
+
+    saved: list[tuple[str, int]] = []
+    original = ModelCheckpoint._save_checkpoint
+
+    def record(self, trainer, filepath):
+        saved.append((Path(filepath).name, trainer.fit_loop.epoch_loop.batch_progress.total.processed))
+        original(self, trainer, filepath)
+
+    monkeypatch.setattr(ModelCheckpoint, "_save_checkpoint", record)
+    ds = TinyLesionSet(n=5)  # 5 batches of 1 per epoch
+    for name, model, kw in (
+        ("seg", Segmenter(width=0.125, n_overlay=0), {"val_check_interval": 2}),
+        ("gan", LcGAN(image_size=32, ngf=8, ndf=8, save_epochs=[9], n_panel=1, last_every_n_steps=1), {}),
+    ):
+        saved.clear()
+        trainer = pl.Trainer(default_root_dir=str(tmp_path / name), max_epochs=2, accelerator="cpu", logger=False,
+                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                             limit_val_batches=1, **kw)
+        trainer.fit(model, DataLoader(ds, batch_size=1, shuffle=True), DataLoader(ds, batch_size=2))
+        last = [done for n, done in saved if n == "last.ckpt"]  # batches trained when written
+        assert all(done % 5 == 0 for done in last) and {5, 10} <= set(last), (name, saved)
