@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,16 @@ def _resolve_ckpt_path(
 ) -> tuple[str | None, bool]:
     """(resume checkpoint, weights_only for Lightning to read it with).
 
-    `last` means this run dir's checkpoints/last.ckpt (None when absent: a fresh start). The file
+    `last` means this run dir's checkpoints/last.ckpt (None when absent: a fresh start). A SLURM job
+    that was requeued (preempted or timed out: SLURM_RESTART_COUNT > 0) resumes from that last.ckpt
+    whenever it exists, whatever `ckpt_path` says. The file
     is opened by `load_checkpoint` first, so that one holding pickled code stops with
     UnsafeCheckpointError before Lightning reads it; with `trust` it is read fully (with a warning).
     """
+    if int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0 and last_ckpt(run_dir).exists():
+        log.info("requeued SLURM job (SLURM_RESTART_COUNT=%s): resuming from %s",
+                 os.environ["SLURM_RESTART_COUNT"], last_ckpt(run_dir))
+        ckpt_path = "last"
     if ckpt_path == "last":
         last = last_ckpt(run_dir)
         if not last.exists():

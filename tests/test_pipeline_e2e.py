@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,17 +29,30 @@ TINY = [
     "seg.max_epochs=1",
     "gan.epochs=[1,2]",
     "gan.overrides=['model.ngf=8','model.ndf=8']",
-    "seg.overrides=['model.width=0.125']",
+    # batches of 2, validation and last.ckpt every 2 steps: mid-epoch checkpoints (the kill test needs them)
+    "seg.overrides=['model.width=0.125','data.batch_size=2','trainer.check_val_every_n_epoch=null',"
+    "'++trainer.val_check_interval=2']",
     "select.overrides=['max_images=8','realism.epochs=1']",
 ]
 
 
+def _pipeline_cmd(run_dir: Path, data_dir: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    return [sys.executable, "-m", "lcgan_lightning.cli.pipeline", *TINY, *extra,
+            f"hydra.run.dir={run_dir}", f"paths.data_dir={data_dir}"]
+
+
 def _pipeline(run_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable, "-m", "lcgan_lightning.cli.pipeline", *TINY,
-        f"hydra.run.dir={run_dir}", f"paths.data_dir={data_dir}",
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    return subprocess.run(_pipeline_cmd(run_dir, data_dir), capture_output=True, text=True, timeout=2400)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess, str]:
+    """One uninterrupted tiny pipeline: (run dir, data dir, the process, its results.json text)."""
+    root = tmp_path_factory.mktemp("tiny")
+    run_dir, data_dir = root / "run", root / "data"
+    first = _pipeline(run_dir, data_dir)
+    results = (run_dir / "results.json").read_text() if (run_dir / "results.json").exists() else ""
+    return run_dir, data_dir, first, results
 
 
 def test_quoting_and_keys() -> None:
@@ -53,10 +69,9 @@ def _metric_schema(m: dict) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
-def test_tiny_pipeline_end_to_end_and_resume(tmp_path: Path) -> None:
-    run_dir, data_dir = tmp_path / "run", tmp_path / "data"
-    first = _pipeline(run_dir, data_dir)
+@pytest.mark.timeout(3600)
+def test_tiny_pipeline_end_to_end_and_resume(tiny_run) -> None:
+    run_dir, data_dir, first, _ = tiny_run
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert f"Report: {(run_dir / 'report.md').resolve()}" in first.stdout
 
@@ -118,6 +133,52 @@ def test_tiny_pipeline_end_to_end_and_resume(tmp_path: Path) -> None:
     }
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("train_result.json")} == stamps
     assert state["stages"]["gan"]["status"] == "ran" and state["stages"]["gan"]["wall_s"] > 0
+
+
+def _mid_epoch_seg_job(run_dir: Path) -> Path | None:
+    """A segmentation job that has written a mid-epoch last.ckpt and not finished, if any."""
+    import torch
+
+    for last in (run_dir / "seg").glob("*/*/*/checkpoints/last.ckpt"):
+        job = last.parents[1]
+        try:
+            state = torch.load(last, map_location="cpu", weights_only=True)["loops"]["fit_loop"]["state_dict"]
+        except (RuntimeError, EOFError, KeyError, OSError):
+            continue  # being replaced
+        if "seed" in state["combined_loader"][0] and not (job / "train_result.json").exists():
+            return job
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_pipeline_killed_during_segmentation_gives_the_uninterrupted_results(tiny_run, tmp_path: Path) -> None:
+    """SIGKILL to the whole pipeline (process group) once a segmentation job has a mid-epoch last.ckpt;
+    the same command again finishes with the results.json of the uninterrupted run, number for number."""
+    _, data_dir, first, reference = tiny_run
+    assert first.returncode == 0 and reference
+    run_dir = tmp_path / "run"
+    # the killed invocation sleeps after every training batch, so the kill lands inside a job
+    tests = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p)}
+    seg = TINY[[t.startswith("seg.overrides=") for t in TINY].index(True)]
+    throttled = seg[:-1] + ",'+callbacks.throttle._target_=resume_helpers.Throttle','+callbacks.throttle.seconds=0.5']"
+    proc = subprocess.Popen(_pipeline_cmd(run_dir, data_dir, (throttled,)), env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, job = time.monotonic() + 2400, None
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (run_dir / "seg").is_dir() and (job := _mid_epoch_seg_job(run_dir)) is not None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.1)
+    assert proc.wait() == -signal.SIGKILL, "the pipeline ended before it was killed"
+    assert job is not None and not (job / "train_result.json").exists()
+
+    again = _pipeline(run_dir, data_dir)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    state = json.loads((run_dir / "pipeline_state.json").read_text())
+    assert state["last_invocation"]["seg"] == "ran"
+    assert json.loads((run_dir / "results.json").read_text()) == json.loads(reference)
 
 
 def test_failed_job_is_reported_by_name(tmp_path: Path) -> None:

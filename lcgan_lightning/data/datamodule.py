@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, RandomSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from lcgan_lightning.config import to_plain
 from lcgan_lightning.constants import AUGMENT_CHOICES, LESION_CLASSES, NUM_CLASSES
 from lcgan_lightning.data.augment_sets import ImageSource
+from lcgan_lightning.data.resumable import ResumableLoader, ResumableSampler, SeededSamples
 from lcgan_lightning.data.slices import SliceDataset, SliceSet, collate_slices, load_slices
 from lcgan_lightning.data.splits import (
     DEFAULT_SUBSETS,
@@ -270,13 +271,26 @@ class CTSliceDataModule(pl.LightningDataModule):
         if self.trainer is None or self.trainer.is_global_zero:
             save_splits(self.splits, path)
 
-    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int, sampler: RandomSampler | None = None
+    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int, sampler: ResumableSampler | None = None
                 ) -> DataLoader:
-        # The shuffle order comes from torch's global RNG, which lcgan-train seeds with the training
-        # seed (and the LcGAN reseeds per epoch, so a resumed run replays the same order).
-        return DataLoader(lean_view(dataset), batch_size=batch_size, shuffle=shuffle and sampler is None,
-                          sampler=sampler, num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          collate_fn=collate_slices, persistent_workers=self.num_workers > 0)
+        # The shuffle order comes from torch's global RNG, which lcgan-train seeds with the training seed;
+        # the training loader is resumable mid-epoch (data/resumable.py).
+        dataset = lean_view(dataset)
+        kwargs = dict(batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=self.num_workers, pin_memory=self.pin_memory, collate_fn=collate_slices,
+                      persistent_workers=self.num_workers > 0)
+        if sampler is None:
+            return DataLoader(dataset, **kwargs)
+        if sampler.with_seeds:
+            dataset = SeededSamples(dataset)
+        return ResumableLoader(dataset, progress=self._train_progress, **kwargs)
+
+    def _train_progress(self) -> tuple[int, int] | None:
+        """(training batches consumed in this epoch, batches per epoch) from the trainer, if fitting."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return None
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed, int(trainer.num_training_batches)
 
     def epoch_samples(self) -> int:
         """Training samples drawn per epoch: every slice, or `samples_per_epoch` of them (a fresh random
@@ -289,9 +303,9 @@ class CTSliceDataModule(pl.LightningDataModule):
         return min(n, want)
 
     def train_dataloader(self) -> DataLoader:
-        n = self.epoch_samples()
-        # same RNG as shuffle=True (torch's global generator), only n of the samples per epoch
-        sampler = None if n == len(self.train_dataset) else RandomSampler(self.train_dataset, num_samples=n)
+        # RandomSampler's order (torch's global generator), n of the samples per epoch, resumable mid-epoch;
+        # online augmentation is seeded per sample
+        sampler = ResumableSampler(len(self.train_dataset), self.epoch_samples(), with_seeds=self.augment_online)
         return self._loader(self.train_dataset, True, self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader:

@@ -40,15 +40,31 @@ def _wandb_loggers(trainer: pl.Trainer) -> list[Any]:
 
 
 # ---- LcGAN -----------------------------------------------------------------------------------
+def resumes_mid_epoch(trainer: pl.Trainer) -> bool:
+    """Whether a checkpoint written now, mid-epoch, resumes exactly: one process and a training loader
+    that saves its position and the RNG states (`exact_resume`, lcgan_lightning.data.resumable)."""
+    loader = trainer.train_dataloader
+    return trainer.world_size == 1 and bool(getattr(loader, "exact_resume", False))
+
+
+def in_mid_epoch(trainer: pl.Trainer) -> bool:
+    """Whether the training loop stands between two batches of an epoch (not at its end)."""
+    done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    return 0 < done < trainer.num_training_batches
+
+
 class PaperEpochCheckpoint(ModelCheckpoint):
     """Writes `epoch=EEE.ckpt` after exactly the listed epochs (EEE = epochs trained, 1-based) and
     `last.ckpt` after every epoch, into `dirpath`. No metric monitoring (GAN losses do not rank models).
+    `last_every_n_steps`: also `last.ckpt` every that many training batches (mid-epoch), when such a
+    checkpoint resumes exactly (`resumes_mid_epoch`); else only at epoch ends.
     """
 
-    def __init__(self, dirpath: str | Path, save_epochs: Sequence[int]):
+    def __init__(self, dirpath: str | Path, save_epochs: Sequence[int], last_every_n_steps: int | None = None):
         super().__init__(dirpath=str(dirpath), save_last=True, save_top_k=-1, save_on_train_epoch_end=True,
                          enable_version_counter=False)
         self.save_epochs = sorted({int(e) for e in save_epochs})
+        self.last_every_n_steps = int(last_every_n_steps or 0)
 
     @property
     def state_key(self) -> str:
@@ -68,8 +84,44 @@ class PaperEpochCheckpoint(ModelCheckpoint):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         return
 
-    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
-        return
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        n = self.last_every_n_steps
+        if (n <= 0 or trainer.sanity_checking or bool(trainer.fast_dev_run)
+                or trainer.fit_loop.epoch_loop.batch_progress.total.processed % n
+                or not in_mid_epoch(trainer) or not resumes_mid_epoch(trainer)):
+            return
+        self.last_model_path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+        self._save_checkpoint(trainer, self.last_model_path)
+
+
+class ResumableModelCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint (top-k by the monitored metric) that also writes `last.ckpt` after every validation
+    (Lightning writes it only with a new top-k file), mid-epoch (`val_check_interval`) only where that
+    resumes exactly (`resumes_mid_epoch`); where it does not, `last.ckpt` is written at epoch ends."""
+
+    _last_step: int | None = None
+
+    def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict[str, Any]) -> None:
+        if in_mid_epoch(trainer) and not resumes_mid_epoch(trainer):
+            return
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        self._last_step = trainer.global_step
+
+    def _ensure_last(self, trainer: pl.Trainer) -> None:
+        if self.save_last and self._last_step != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        skip = self._should_skip_saving_checkpoint(trainer) or self._should_save_on_train_epoch_end(trainer)
+        super().on_validation_end(trainer, pl_module)
+        if not skip:
+            self._ensure_last(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if (not trainer.sanity_checking and not bool(trainer.fast_dev_run)
+                and (self._should_save_on_train_epoch_end(trainer) or not resumes_mid_epoch(trainer))):
+            self._ensure_last(trainer)
 
 
 def make_panel(rows: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], min_tile: int = 128) -> np.ndarray:

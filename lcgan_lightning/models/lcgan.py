@@ -75,6 +75,8 @@ class LcGAN(pl.LightningModule):
         lr_policy: "constant" (paper) or "linear" (pix2pix: constant, then linear decay to 0 over
             `n_epochs_decay` final epochs; default half of trainer.max_epochs).
         save_epochs: epochs after which `checkpoints/epoch=EEE.ckpt` is written.
+        last_every_n_steps: also write `checkpoints/last.ckpt` every that many batches (mid-epoch), for
+            resuming after a kill (null: at epoch ends only).
         n_panel: validation samples shown in the per-epoch image panel.
         sample_norm_stats: how validation and `load_generator` normalise at sampling time
             ("sample": per-image batch statistics as pix2pix at test time; "running": BatchNorm averages).
@@ -105,6 +107,7 @@ class LcGAN(pl.LightningModule):
         init_std: float = 0.02,
         channels_last: bool = False,
         compile: bool = False,
+        last_every_n_steps: int | None = None,
     ):
         super().__init__()
         if norm not in NORMS:
@@ -118,6 +121,7 @@ class LcGAN(pl.LightningModule):
         image_size, ngf, ndf, n_layers_d, n_panel, seed = map(int, (image_size, ngf, ndf, n_layers_d, n_panel, seed))
         dropout, lambda_l1, lr, beta1, beta2, init_std = map(float, (dropout, lambda_l1, lr, beta1, beta2, init_std))
         n_epochs_decay = None if n_epochs_decay is None else int(n_epochs_decay)
+        last_every_n_steps = None if last_every_n_steps is None else int(last_every_n_steps)
         self.save_hyperparameters()
         self.automatic_optimization = False
 
@@ -168,10 +172,17 @@ class LcGAN(pl.LightningModule):
     def on_fit_start(self) -> None:
         self._reseed(getattr(self, "_start_epoch", 0))
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the epoch's running loss sums (train/<name>_epoch), for a checkpoint written mid-epoch
+        checkpoint["train_loss_sums"] = {"sum": self._loss_sum, "n": self._loss_n}
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # our checkpoints are written at epoch ends: the run continues with the next epoch
+        # from an epoch end the run continues with the next epoch; from a mid-epoch checkpoint the
+        # training loader restores the RNG states it saved (lcgan_lightning.data.resumable)
         self._start_epoch = int(checkpoint.get("epoch", -1)) + 1
         self._reseed(self._start_epoch)
+        sums = checkpoint.get("train_loss_sums") or {}
+        self._loss_sum, self._loss_n = sums.get("sum"), int(sums.get("n", 0))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
@@ -217,6 +228,7 @@ class LcGAN(pl.LightningModule):
             means = self._loss_sum / self._loss_n
             self.log_dict({f"train/{k}_epoch": v for k, v in zip(TRAIN_LOSSES, means, strict=True)},
                           on_step=False, on_epoch=True, sync_dist=True)
+        self._loss_sum, self._loss_n = None, 0
         for sched in self.lr_schedulers() or []:
             sched.step()
         self._reseed(self.current_epoch + 1)
@@ -243,7 +255,8 @@ class LcGAN(pl.LightningModule):
 
     def configure_callbacks(self):
         root = Path(self.trainer.default_root_dir) if self._trainer is not None else Path.cwd()
-        return [PaperEpochCheckpoint(root / CHECKPOINTS, self.hparams.save_epochs), GANPanels(self.hparams.n_panel)]
+        return [PaperEpochCheckpoint(root / CHECKPOINTS, self.hparams.save_epochs, self.hparams.last_every_n_steps),
+                GANPanels(self.hparams.n_panel)]
 
     # ---- validation --------------------------------------------------------------------
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:

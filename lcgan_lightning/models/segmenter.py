@@ -28,7 +28,11 @@ from lcgan_lightning.errors import CheckpointNotFoundError, CheckpointReadError,
 from lcgan_lightning.layout import CHECKPOINTS
 from lcgan_lightning.metrics import SegmentationMetrics
 from lcgan_lightning.models.basicunet import BasicUNetSeg
-from lcgan_lightning.models.callbacks import SegmentationOverlays, TestPredictionsWriter
+from lcgan_lightning.models.callbacks import (
+    ResumableModelCheckpoint,
+    SegmentationOverlays,
+    TestPredictionsWriter,
+)
 from lcgan_lightning.models.fcn8s import FCN8s, load_vgg16_imagenet
 
 log = logging.getLogger(__name__)
@@ -174,10 +178,8 @@ class Segmenter(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        from pytorch_lightning.callbacks import ModelCheckpoint
-
         return [
-            ModelCheckpoint(
+            ResumableModelCheckpoint(
                 dirpath=str(self.run_dir / CHECKPOINTS),
                 filename="epoch={epoch:03d}-dsc={val/dsc:.4f}",
                 auto_insert_metric_name=False,
