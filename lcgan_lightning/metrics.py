@@ -185,7 +185,8 @@ def compute_metrics(
     ``preds`` and ``trues`` are label maps [N, H, W]. Per-class values are NaN for classes
     present nowhere (use :func:`to_json_safe` before writing JSON).
     """
-    m = SegmentationMetrics(num_classes, min_dsc, fp_area_at_256)
+    # the arrays are the whole set: no DDP sum over ranks (each rank may hold the same gathered set)
+    m = SegmentationMetrics(num_classes, min_dsc, fp_area_at_256, sync_on_compute=False)
     m.update(torch.as_tensor(_as_numpy(preds)), torch.as_tensor(_as_numpy(trues)))
     return m.compute()
 

@@ -59,6 +59,11 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class LcGAN(pl.LightningModule):
+    # DDP: the D step's backward reaches no generator parameter (and the G step none of D's, which are
+    # frozen by toggle_optimizer), so DDP must look for unused parameters; lcgan-train switches
+    # `strategy: ddp` to `ddp_find_unused_parameters_true` for modules that set this
+    DDP_FIND_UNUSED_PARAMETERS = True
+
     """Lesion-conditional GAN. Batches are dicts with "mask_onehot" [B,6,H,W] and "image" [B,1,H,W] in [-1,1].
 
     Args:
@@ -72,7 +77,9 @@ class LcGAN(pl.LightningModule):
         lr, beta1, beta2: Adam settings for G and D.
         lr_policy: "constant" (paper) or "linear" (pix2pix: constant, then linear decay to 0 over
             `n_epochs_decay` final epochs; default half of trainer.max_epochs).
-        save_epochs: epochs after which `checkpoints/epoch=EEE.ckpt` is written.
+        save_epochs: epochs after which `checkpoints/epoch=EEE.ckpt` (generator only) is written.
+        last_ckpt_every_n_epochs: the full `checkpoints/last.ckpt` (resumes the run) is written every
+            this many epochs and after the final one.
         n_panel: validation samples shown in the per-epoch image panel.
         sample_norm_stats: how validation and `load_generator` normalise at sampling time
             ("sample": per-image batch statistics as pix2pix at test time; "running": BatchNorm averages).
@@ -95,6 +102,7 @@ class LcGAN(pl.LightningModule):
         lr_policy: str = "constant",
         n_epochs_decay: int | None = None,
         save_epochs: Sequence[int] = (10, 50, 100, 200),
+        last_ckpt_every_n_epochs: int = 1,
         n_panel: int = 4,
         sample_norm_stats: str = "sample",
         seed: int = 0,
@@ -109,7 +117,8 @@ class LcGAN(pl.LightningModule):
             raise ValueError(f"model.lr_policy must be one of {LR_POLICIES}, got {lr_policy!r}")
         # plain Python values only, so the checkpoint reloads without OmegaConf/Hydra
         save_epochs = [int(e) for e in save_epochs]
-        image_size, ngf, ndf, n_layers_d, n_panel, seed = map(int, (image_size, ngf, ndf, n_layers_d, n_panel, seed))
+        image_size, ngf, ndf, n_layers_d, n_panel, seed, last_ckpt_every_n_epochs = map(
+            int, (image_size, ngf, ndf, n_layers_d, n_panel, seed, last_ckpt_every_n_epochs))
         dropout, lambda_l1, lr, beta1, beta2, init_std = map(float, (dropout, lambda_l1, lr, beta1, beta2, init_std))
         n_epochs_decay = None if n_epochs_decay is None else int(n_epochs_decay)
         self.save_hyperparameters()
@@ -231,18 +240,22 @@ class LcGAN(pl.LightningModule):
 
     def configure_callbacks(self):
         root = Path(self.trainer.default_root_dir) if self._trainer is not None else Path.cwd()
-        return [PaperEpochCheckpoint(root / CHECKPOINTS, self.hparams.save_epochs), GANPanels(self.hparams.n_panel)]
+        every = self.hparams.get("last_ckpt_every_n_epochs", 1)
+        return [PaperEpochCheckpoint(root / CHECKPOINTS, self.hparams.save_epochs, every),
+                GANPanels(self.hparams.n_panel)]
 
     # ---- validation --------------------------------------------------------------------
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         cond = self.condition(batch)
         real = batch["image"].float()
         fake = sample_images(self.generator, cond, seed=self.hparams.seed + batch_idx, dropout=True,
-                             norm_stats=self.hparams.sample_norm_stats)
-        self.val_l1.update(fake, real)
-        fake01, real01 = (fake + 1) / 2, (real + 1) / 2
-        self.val_ssim.update(fake01, real01)
-        self.val_psnr.update(fake01, real01)
+                             norm_stats=self.hparams.sample_norm_stats).float()
+        # metrics in fp32 outside autocast: bf16 runs (trainer=gpu_bf16) score like fp32 ones
+        with torch.autocast(self.device.type, enabled=False):
+            self.val_l1.update(fake, real)
+            fake01, real01 = (fake + 1) / 2, (real + 1) / 2
+            self.val_ssim.update(fake01, real01)
+            self.val_psnr.update(fake01, real01)
         bs = real.shape[0]
         self.log("val/L1", self.val_l1, on_epoch=True, batch_size=bs)
         self.log("val/SSIM", self.val_ssim, on_epoch=True, prog_bar=True, batch_size=bs)
