@@ -59,7 +59,7 @@ def require_gpus(n: int | float, what: str) -> None:
     if have >= need:
         return
     reason = _why_none() if have == 0 else f"only {have} CUDA device(s) are visible"
-    raise NoGPUError(f"{what} asks for {n} GPU(s), but {reason}. Run it on a GPU machine, or use a CPU setting "
+    raise NoGPUError(f"{what} asks for {n:g} GPU(s), but {reason}. Run it on a GPU machine, or use a CPU setting "
                      "(trainer=cpu; for Ray hydra.launcher.ray.remote.num_gpus=0).")
 
 

@@ -25,6 +25,8 @@ LAYERS: dict[str, int] = {
     "lcgan_lightning.layout": 0,
     "lcgan_lightning.paper_numbers": 0,
     "lcgan_lightning.checkpoint_io": 0,
+    "lcgan_lightning.devices": 0,
+    "lcgan_lightning.launch_check": 0,
     "lcgan_lightning.data": 1,
     "lcgan_lightning.models": 1,
     "lcgan_lightning.selection": 2,
