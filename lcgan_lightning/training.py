@@ -103,6 +103,15 @@ def _resolve_ckpt_path(
     return str(ckpt_path), True
 
 
+def _peak_gpu_memory_mb() -> float | None:
+    """Peak CUDA memory allocated by tensors of this process (rank), MiB; None without CUDA use."""
+    import torch
+
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit (and test, for segmenters) the configured model; returns the final metrics."""
     started = time.time()
@@ -147,6 +156,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "last_ckpt": str(last_ckpt(run_dir)) if last_ckpt(run_dir).exists() else None,
         "epochs": trainer.current_epoch,
         "wall_s": round(time.time() - started, 2),
+        "peak_gpu_memory_mb": _peak_gpu_memory_mb(),
     }
     if trainer.is_global_zero:
         train_result(run_dir).write_text(json.dumps(summary, indent=2))

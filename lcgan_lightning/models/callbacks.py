@@ -52,8 +52,8 @@ class PaperEpochCheckpoint(ModelCheckpoint):
     monitoring (GAN losses do not rank models).
 
     `epoch=EEE.ckpt` holds what generating needs (generator weights, hyper-parameters, run config,
-    `generator_only: true`), not the discriminator or optimiser state: at 256² that is ~1/3 of the
-    parameters and ~1/8 of the bytes of `last.ckpt`, which alone resumes a run.
+    `generator_only: true`), not the discriminator or optimiser state: at 256² about 1/3 of the bytes
+    of `last.ckpt`, which alone resumes a run.
     """
 
     def __init__(self, dirpath: str | Path, save_epochs: Sequence[int], last_every_n_epochs: int = 1):
