@@ -24,7 +24,7 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def _why_none() -> str:
+def why_no_gpu() -> str:
     if torch.version.cuda is None:
         return f"this torch build ({torch.__version__}) has no CUDA support"
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -58,7 +58,7 @@ def require_gpus(n: int | float, what: str) -> None:
     have = visible_gpus()
     if have >= need:
         return
-    reason = _why_none() if have == 0 else f"only {have} CUDA device(s) are visible"
+    reason = why_no_gpu() if have == 0 else f"only {have} CUDA device(s) are visible"
     raise NoGPUError(f"{what} asks for {n:g} GPU(s), but {reason}. Run it on a GPU machine, or use a CPU setting "
                      "(trainer=cpu; for Ray hydra.launcher.ray.remote.num_gpus=0).")
 
@@ -69,4 +69,4 @@ def uses_cuda(trainer_cfg: Mapping[str, Any]) -> bool:
     return acc in GPU_ACCELERATORS or (acc == "auto" and visible_gpus() > 0)
 
 
-__all__ = ["NoGPUError", "require_gpus", "requested_gpus", "uses_cuda", "visible_gpus"]
+__all__ = ["NoGPUError", "require_gpus", "requested_gpus", "uses_cuda", "visible_gpus", "why_no_gpu"]
