@@ -59,11 +59,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class LcGAN(pl.LightningModule):
-    # DDP: the D step's backward reaches no generator parameter (and the G step none of D's, which are
-    # frozen by toggle_optimizer), so DDP must look for unused parameters; lcgan-train switches
-    # `strategy: ddp` to `ddp_find_unused_parameters_true` for modules that set this
-    DDP_FIND_UNUSED_PARAMETERS = True
-
     """Lesion-conditional GAN. Batches are dicts with "mask_onehot" [B,6,H,W] and "image" [B,1,H,W] in [-1,1].
 
     Args:
@@ -85,6 +80,11 @@ class LcGAN(pl.LightningModule):
             ("sample": per-image batch statistics as pix2pix at test time; "running": BatchNorm averages).
         seed: seeds dropout / data order at every epoch start and the validation samples.
     """
+
+    # DDP: the D step's backward reaches no generator parameter (and the G step none of D's, which are
+    # frozen by toggle_optimizer), so DDP must look for unused parameters; lcgan-train switches
+    # `strategy: ddp` to `ddp_find_unused_parameters_true` for modules that set this
+    DDP_FIND_UNUSED_PARAMETERS = True
 
     def __init__(
         self,
