@@ -180,3 +180,12 @@ def test_candidate_checkpoints_hold_the_generator_only(tmp_path):
     with pytest.raises(ValueError, match="holds the generator only.*ckpt_path=last"):
         _resolve_ckpt_path(str(slim), tmp_path)
     assert OmegaConf.create(ck["hyper_parameters"]).last_ckpt_every_n_epochs == 2
+
+
+def test_val_samples_is_a_fixed_evenly_spread_subset():
+    from lcgan_lightning.data.datamodule import fixed_subset
+
+    data = list(range(10))
+    sub = fixed_subset(data, 4)
+    assert [sub[i] for i in range(len(sub))] == [0, 2, 5, 7]
+    assert fixed_subset(data, None) is data and fixed_subset(data, 20) is data
