@@ -10,7 +10,7 @@ TORCH_INDEX_URL ?=
 RUN_DIR ?= runs/smoke
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint clean run paper report bench sweep-gan sweep-seg wandb-sync
+.PHONY: help install test test-fast lint clean run paper report bench gpu-check sweep-gan sweep-seg wandb-sync
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ paper: install  ## the paper's protocol at 256² (GPUs; one GPU per job via Ray)
 
 report: install  ## rewrite the report of RUN_DIR (default runs/smoke)
 	$(VENV)/bin/lcgan-report run_dir=$(RUN_DIR)
+
+gpu-check: install  ## GPU paths in one command (< 8 min on one GPU): bf16 vs fp32, DDP, Ray 0.25 GPU, memory, bench -> gpu_check.json
+	$(PY) -m lcgan_lightning.gpu_check --out gpu_check.json $(ARGS)
 
 sweep-gan: install  ## the paper's GAN grid (3 fractions x 200 epochs; 10/50/100 are its checkpoints)
 	$(VENV)/bin/lcgan-train -m experiment=gan_paper_grid $(ARGS)

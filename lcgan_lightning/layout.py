@@ -34,6 +34,9 @@ TEST_METRICS = "test_metrics.json"
 PREDICTIONS = "predictions.npz"
 CHECKPOINTS = "checkpoints"
 LAST_CKPT = "last.ckpt"
+# key set (True) in the LcGAN's candidate checkpoints (epoch=EEE.ckpt): generator weights, hyper-parameters
+# and run config only (no discriminator, no optimiser state); they generate but do not resume
+GENERATOR_ONLY = "generator_only"
 
 _FRAC_PART = re.compile(r"frac=([0-9.eE+-]+)")
 _EPOCHS_PART = re.compile(r"epochs=(\d+)")

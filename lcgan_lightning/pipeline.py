@@ -26,6 +26,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lcgan_lightning.devices import NoGPUError, requested_gpus, require_gpus
 from lcgan_lightning.errors import UserError
 from lcgan_lightning.layout import (
     FAILED,
@@ -43,6 +44,20 @@ def quoted(value: object) -> str:
     """A Hydra override value in single quotes (paths here contain `=`, e.g. `frac=0.1`)."""
     text = str(value).replace("'", "\\'")
     return f"'{text}'"
+
+
+def trainer_config(name: str) -> DictConfig:
+    """The composed `trainer=<name>` config of lcgan-train (conf/trainer/<name>.yaml and its defaults)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from lcgan_lightning.paths import CONF_DIR
+
+    overrides = [f"trainer={name}"]
+    if GlobalHydra.instance().is_initialized():  # inside lcgan-pipeline's own Hydra app (same conf dir)
+        return compose(config_name="train", overrides=overrides).trainer
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides).trainer
 
 
 class PipelineError(UserError, RuntimeError):
@@ -116,9 +131,29 @@ class Pipeline:
         if result.returncode != 0:
             raise PipelineError(f"{module} exited with {result.returncode}: {' '.join(cmd)}")
 
+    def _launcher_args(self) -> list[str]:
+        """`hydra/launcher=...` and, for Ray, the GPUs and CPUs each job holds."""
+        launcher = self.cfg.get("launcher", "basic")
+        args = [f"hydra/launcher={launcher}"]
+        if launcher == "ray_gpus":
+            cpus = self.cfg.get("cpus_per_job") or int(self.cfg.data.get("num_workers") or 0) + 1
+            args += [f"hydra.launcher.ray.remote.num_gpus={self.cfg.get('gpus_per_job', 1)}",
+                     f"hydra.launcher.ray.remote.num_cpus={cpus}"]
+        return args
+
+    def _single_job(self, run_dir: Path) -> tuple[list[str], bool]:
+        """(args, multirun) placing one app run in `run_dir`: with a launcher other than basic (and
+        `short_stages_on_launcher`) a one-job multirun through it, so on SLURM it runs on a GPU node."""
+        if self.cfg.get("launcher", "basic") != "basic" and self.cfg.get("short_stages_on_launcher", True):
+            return [*self._launcher_args(), f"hydra.sweep.dir={quoted(run_dir)}", "hydra.sweep.subdir=."], True
+        return [f"hydra.run.dir={quoted(run_dir)}"], False
+
     def _train_args(self, stage_cfg: DictConfig) -> list[str]:
         return [
             f"trainer={self.cfg.trainer}",
+            # the run's data config wins over a GPU trainer config's loader settings
+            f"data.num_workers={int(self.cfg.data.get('num_workers') or 0)}",
+            f"data.pin_memory={str(bool(self.cfg.data.get('pin_memory'))).lower()}",
             f"logger={self.cfg.logger}",
             "callbacks=none",
             "skip_if_done=true",
@@ -255,6 +290,18 @@ class Pipeline:
             raise PipelineError(f"seg.pretrained_vgg16={vgg}: no such file (torchvision's vgg16-397923af.pth)")
         if self.cfg.get("budget", "steps") not in ("steps", "epochs"):
             raise PipelineError(f"budget={self.cfg.budget!r}: steps (same optimiser steps for every variant) or epochs")
+        self.check_gpus()
+
+    def check_gpus(self) -> None:
+        """Stop before training when `trainer=` asks for GPUs this machine does not show. Skipped for
+        launcher=slurm: its jobs run on the cluster's nodes (Ray checks its own request at launch)."""
+        launcher, trainer = self.cfg.get("launcher", "basic"), str(self.cfg.get("trainer", "default"))
+        if launcher == "slurm":
+            return
+        try:
+            require_gpus(requested_gpus(trainer_config(trainer)), f"lcgan-pipeline trainer={trainer}")
+        except NoGPUError as err:
+            raise PipelineError(str(err)) from None
 
     def _seg_model_args(self) -> list[str]:
         vgg = self.cfg.seg.get("pretrained_vgg16")
@@ -267,18 +314,19 @@ class Pipeline:
 
     def stage_judge(self) -> bool:
         judge = self.layout.judge_dir
+        place, multirun = self._single_job(judge)
         args = [
             *self._seg_model_args(),
             "data.fraction=1.0",
             "data.augment=none",
             f"trainer.max_epochs={self.cfg.judge.max_epochs}",
             f"seed={self.cfg.seed}",
-            f"hydra.run.dir={quoted(judge)}",
+            *place,
             "task_name=judge",
             *self._train_args(self.cfg.seg),
             *list(self.cfg.judge.get("overrides") or []),
         ]
-        self._run_app("lcgan_lightning.cli.train", args)
+        self._run_app("lcgan_lightning.cli.train", args, multirun=multirun)
         return not self._collect("judge", [judge])
 
     def judge_ckpt(self) -> str:
@@ -307,7 +355,10 @@ class Pipeline:
                 f"seed={seeds}",
                 "test=false",
                 "task_name=gan",
-                f"hydra/launcher={self.cfg.launcher}",
+                f"model.last_ckpt_every_n_epochs={int(self.cfg.gan.get('last_ckpt_every_n_epochs') or 1)}",
+                f"data.val_samples={self.cfg.gan.get('val_samples') or 'null'}",
+                f"trainer.check_val_every_n_epoch={int(self.cfg.gan.get('val_every_n_epochs') or 1)}",
+                *self._launcher_args(),
                 f"hydra.sweep.dir={quoted(self.layout.gan_sweep_dir)}",
                 f"hydra.sweep.subdir={quoted(GAN_SUBDIR)}",
                 *self._train_args(self.cfg.gan),
@@ -322,15 +373,16 @@ class Pipeline:
             cands = self.layout.candidates(seed)
             cands.parent.mkdir(parents=True, exist_ok=True)
             cands.write_text(json.dumps(self.candidates(seed), indent=2))
+            place, multirun = self._single_job(self.layout.select_dir(seed))
             args = [
                 f"candidates={quoted(cands)}",
                 f"judge_ckpt={quoted(self.judge_ckpt())}",
                 f"out_dir={quoted(self.layout.select_dir(seed))}",
                 f"seed={seed}",
-                f"hydra.run.dir={quoted(self.layout.select_dir(seed))}",
+                *place,
                 *list(self.cfg.select.get("overrides") or []),
             ]
-            self._run_app("lcgan_lightning.cli.select", args)
+            self._run_app("lcgan_lightning.cli.select", args, multirun=multirun)
         return all(self.layout.selected(s).exists() for s in self.seeds())
 
     def synthetic_is_current(self, fraction: float, seed: int) -> bool:
@@ -353,16 +405,17 @@ class Pipeline:
                 if self.synthetic_is_current(f, seed):
                     continue
                 out = self.layout.synthetic_dir(f, seed)
+                place, multirun = self._single_job(out.parent / (".hydra_run_" + out.name))
                 args = [
                     f"checkpoint={quoted(selected[fraction_key(f)]['checkpoint'])}",
                     "overwrite=true",
                     f"data.fraction={f!r}",
                     f"out_dir={quoted(out)}",
                     f"seed={seed}",
-                    f"hydra.run.dir={quoted(out.parent / ('.hydra_run_' + out.name))}",
+                    *place,
                     *list(self.cfg.synthesize.get("overrides") or []),
                 ]
-                self._run_app("lcgan_lightning.cli.synthesize", args)
+                self._run_app("lcgan_lightning.cli.synthesize", args, multirun=multirun)
         return True
 
     def stage_seg(self) -> bool:
@@ -375,7 +428,7 @@ class Pipeline:
             f"data.samples_per_epoch={'original' if self.cfg.get('budget', 'steps') == 'steps' else 'null'}",
             f"trainer.max_epochs={self.cfg.seg.max_epochs}",
             "task_name=seg",
-            f"hydra/launcher={self.cfg.launcher}",
+            *self._launcher_args(),
             f"hydra.sweep.dir={quoted(self.layout.seg_sweep_dir)}",
             f"hydra.sweep.subdir={quoted(SEG_SUBDIR)}",
             *self._train_args(self.cfg.seg),

@@ -23,7 +23,8 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 from lcgan_lightning.checkpoint_io import UnsafeCheckpointError, load_checkpoint, warn_trusted
 from lcgan_lightning.config import flatten, to_plain
 from lcgan_lightning.config_tree import print_config_tree
-from lcgan_lightning.layout import FAILED, last_ckpt, train_result
+from lcgan_lightning.devices import uses_cuda
+from lcgan_lightning.layout import FAILED, GENERATOR_ONLY, last_ckpt, train_result
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,24 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(node, _convert_="all") for node in group.values() if node is not None and "_target_" in node]
 
 
+def trainer_adjustments(trainer_cfg: DictConfig, model: pl.LightningModule) -> dict[str, Any]:
+    """Trainer arguments that replace the config's for this model on this machine (each one logged).
+
+    * `strategy: ddp` with a model that sets `DDP_FIND_UNUSED_PARAMETERS` (the LcGAN: its D step
+      leaves the generator without gradients) -> `ddp_find_unused_parameters_true`;
+    * `sync_batchnorm: true` off CUDA -> false (SyncBatchNorm needs CUDA; CPU/gloo DDP runs without it).
+    """
+    out: dict[str, Any] = {}
+    if trainer_cfg.get("strategy") == "ddp" and getattr(model, "DDP_FIND_UNUSED_PARAMETERS", False):
+        out["strategy"] = "ddp_find_unused_parameters_true"
+    if trainer_cfg.get("sync_batchnorm") and not uses_cuda(trainer_cfg):
+        out["sync_batchnorm"] = False
+    for key, value in out.items():
+        log.info("trainer.%s=%s for %s on this machine (config: %s)", key, value, type(model).__name__,
+                 trainer_cfg.get(key))
+    return out
+
+
 def _resolve_ckpt_path(
     ckpt_path: str | None, run_dir: Path, trust: bool = False
 ) -> tuple[str | None, bool]:
@@ -79,13 +98,25 @@ def _resolve_ckpt_path(
     if not ckpt_path:
         return None, True
     try:
-        load_checkpoint(ckpt_path, map_location="cpu")
+        ckpt = load_checkpoint(ckpt_path, map_location="cpu")
     except UnsafeCheckpointError as err:
         if not trust:
             raise
         warn_trusted(ckpt_path, err.refused)  # Lightning unpickles it (once) below
         return str(ckpt_path), False
+    if isinstance(ckpt, dict) and ckpt.get(GENERATOR_ONLY):
+        raise ValueError(f"{ckpt_path} holds the generator only (a candidate checkpoint for generating): "
+                         "resume a run from its checkpoints/last.ckpt (ckpt_path=last)")
     return str(ckpt_path), True
+
+
+def _peak_gpu_memory_mb() -> float | None:
+    """Peak CUDA memory allocated by tensors of this process (rank), MiB; None without CUDA use."""
+    import torch
+
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -112,7 +143,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for lg in wandb_loggers:  # dotted keys: W&B's run table can group by data.fraction, data.augment
         lg.log_hyperparams(flatten({k: v for k, v in resolved.items() if k not in ("hydra", "logger")}))
 
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
+                                      **trainer_adjustments(cfg.trainer, model))
     # Lightning reads resume/test checkpoints itself: weights_only unless the user trusts them
     resume, weights_only = _resolve_ckpt_path(cfg.get("ckpt_path"), run_dir, trust)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=weights_only)
@@ -131,6 +163,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "last_ckpt": str(last_ckpt(run_dir)) if last_ckpt(run_dir).exists() else None,
         "epochs": trainer.current_epoch,
         "wall_s": round(time.time() - started, 2),
+        "peak_gpu_memory_mb": _peak_gpu_memory_mb(),
     }
     if trainer.is_global_zero:
         train_result(run_dir).write_text(json.dumps(summary, indent=2))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from lcgan_lightning.config import to_plain
 from lcgan_lightning.constants import AUGMENT_CHOICES, LESION_CLASSES, NUM_CLASSES
@@ -61,6 +61,14 @@ def ensure_phantom(root: Path, phantom: Mapping[str, Any]) -> Path:
         if not (root / "dataset.json").is_file():
             raise
     return root
+
+
+def fixed_subset(dataset: Dataset, n: int | None) -> Dataset:
+    """At most `n` rows, evenly spaced over the dataset (the same rows every epoch and run); None = all."""
+    if n is None or len(dataset) <= n:
+        return dataset
+    step = len(dataset) / n
+    return Subset(dataset, [int(i * step) for i in range(n)])
 
 
 def lean_view(dataset: Dataset) -> Dataset:
@@ -113,6 +121,7 @@ class CTSliceDataModule(pl.LightningDataModule):
         on_defect: str = "error",
         phantom: Mapping[str, Any] | None = None,
         eval_batch_size: int | None = None,
+        val_samples: int | None = None,
         image_source: ImageSource | None = None,
         **unknown: Any,
     ):
@@ -140,6 +149,9 @@ class CTSliceDataModule(pl.LightningDataModule):
         self.eval_batch_size = int(eval_batch_size or batch_size)
         self.num_workers = int(num_workers)
         self.pin_memory = bool(pin_memory)
+        if val_samples is not None and int(val_samples) < 1:
+            raise DatasetError(f"data.val_samples={val_samples}: null (every validation slice) or >= 1")
+        self.val_samples = None if val_samples is None else int(val_samples)
         self.window = to_plain(window)
         self.lesion_only = bool(lesion_only)
         self.val_ratio, self.test_ratio = float(val_ratio), float(test_ratio)
@@ -188,7 +200,7 @@ class CTSliceDataModule(pl.LightningDataModule):
                 "subset_patients": self.subset_patients, "samples_per_epoch": self.samples_per_epoch,
                 "split_seed": self.seed,  # not "seed": the model's hparams hold the training seed
                 "sample_seed": self.sample_seed, "eval_batch_size": self.eval_batch_size,
-                "pin_memory": self.pin_memory, "hu_offset": self.hu_offset,
+                "pin_memory": self.pin_memory, "val_samples": self.val_samples, "hu_offset": self.hu_offset,
                 "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
                 "splits_path": None if self.splits_path is None else str(self.splits_path),
                 "augment": self.augment, "synthetic_dir": self.synthetic_dir,
@@ -241,7 +253,7 @@ class CTSliceDataModule(pl.LightningDataModule):
                                             self.image_source, self.sample_seed)
             train = ConcatDataset([train, *extras])
         self.train_dataset = train
-        self.val_dataset = SliceDataset(self.val_slices)
+        self.val_dataset = fixed_subset(SliceDataset(self.val_slices), self.val_samples)
         self.test_dataset = SliceDataset(self.test_slices)
 
     def _report_skipped_cases(self, defects: list[dict]) -> None:

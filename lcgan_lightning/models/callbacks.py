@@ -3,7 +3,8 @@
 The models return them from `configure_callbacks`, so every trainer (lcgan-train, tests, a user's
 own script) gets the same files:
 
-* `PaperEpochCheckpoint` (LcGAN): `checkpoints/epoch=EEE.ckpt` after the listed epochs + `last.ckpt`;
+* `PaperEpochCheckpoint` (LcGAN): `checkpoints/epoch=EEE.ckpt` (generator only) after the listed epochs
+  + the full `last.ckpt` every N epochs;
 * `GANPanels` (LcGAN): `panels/epoch=EEE.png` (mask | real | generated) and a W&B image panel;
 * `SegmentationOverlays` (segmenter): prediction/truth overlays of the first validation batch;
 * `TestPredictionsWriter` (segmenter): `predictions.npz` and `test_metrics.json` of the test set.
@@ -12,6 +13,7 @@ own script) gets the same files:
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,15 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lcgan_lightning.constants import CLASS_NAMES
-from lcgan_lightning.layout import PREDICTIONS, TEST_METRICS, epoch_ckpt_name
+from lcgan_lightning.layout import GENERATOR_ONLY, PREDICTIONS, TEST_METRICS, epoch_ckpt_name
 from lcgan_lightning.metrics import compute_metrics, write_metrics_json
 from lcgan_lightning.visual import mask_to_rgb, overlay, to_uint8
 
 log = logging.getLogger(__name__)
+
+# what a candidate (generator-only) checkpoint keeps of Lightning's full one
+GENERATOR_CKPT_KEYS = ("epoch", "global_step", "pytorch-lightning_version", "hyper_parameters", "hparams_name",
+                       "datamodule_hyper_parameters", "datamodule_hparams_name", "run_config")
 
 
 def _run_dir(trainer: pl.Trainer) -> Path:
@@ -54,17 +60,25 @@ def in_mid_epoch(trainer: pl.Trainer) -> bool:
 
 
 class PaperEpochCheckpoint(ModelCheckpoint):
-    """Writes `epoch=EEE.ckpt` after exactly the listed epochs (EEE = epochs trained, 1-based) and
-    `last.ckpt` after every epoch, into `dirpath`. No metric monitoring (GAN losses do not rank models).
+    """Writes `epoch=EEE.ckpt` after exactly the listed epochs (EEE = epochs trained, 1-based) and the full
+    `last.ckpt` every `last_every_n_epochs` epochs and after the final one, into `dirpath`. No metric
+    monitoring (GAN losses do not rank models).
+
+    `epoch=EEE.ckpt` holds what generating needs (generator weights, hyper-parameters, run config,
+    `generator_only: true`), not the discriminator or optimiser state: at 256² about 1/3 of the bytes
+    of `last.ckpt`, which alone resumes a run.
+
     `last_every_n_steps`: also `last.ckpt` every that many training batches (mid-epoch), when such a
     checkpoint resumes exactly (`resumes_mid_epoch`); else only at epoch ends.
     """
 
-    def __init__(self, dirpath: str | Path, save_epochs: Sequence[int], last_every_n_steps: int | None = None):
+    def __init__(self, dirpath: str | Path, save_epochs: Sequence[int], last_every_n_steps: int | None = None,
+                 last_every_n_epochs: int = 1):
         super().__init__(dirpath=str(dirpath), save_last=True, save_top_k=-1, save_on_train_epoch_end=True,
                          enable_version_counter=False)
         self.save_epochs = sorted({int(e) for e in save_epochs})
         self.last_every_n_steps = int(last_every_n_steps or 0)
+        self.last_every_n_epochs = max(1, int(last_every_n_epochs))
 
     @property
     def state_key(self) -> str:
@@ -77,9 +91,23 @@ class PaperEpochCheckpoint(ModelCheckpoint):
         if done in self.save_epochs:
             path = str(Path(self.dirpath) / epoch_ckpt_name(done))
             self.best_model_path = path
-            self._save_checkpoint(trainer, path)
-        self.last_model_path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
-        self._save_checkpoint(trainer, self.last_model_path)
+            self._save_generator_only(trainer, path)
+        if done % self.last_every_n_epochs == 0 or done >= (trainer.max_epochs or 0) or trainer.should_stop:
+            self.last_model_path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+            self._save_checkpoint(trainer, self.last_model_path)
+
+    @staticmethod
+    def _save_generator_only(trainer: pl.Trainer, path: str) -> None:
+        full = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)  # runs the on_save hooks
+        slim = {k: full[k] for k in GENERATOR_CKPT_KEYS if k in full}
+        slim["state_dict"] = {k: v for k, v in full["state_dict"].items() if k.startswith("generator.")}
+        slim[GENERATOR_ONLY] = True
+        if trainer.is_global_zero:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(path).with_suffix(".ckpt.tmp")
+            torch.save(slim, tmp)
+            os.replace(tmp, path)
+        trainer.strategy.barrier("PaperEpochCheckpoint")
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         return
@@ -251,6 +279,41 @@ class SegmentationOverlays(pl.Callback):
         plt.imsave(out_dir / f"epoch={trainer.current_epoch:03d}.png", np.concatenate(rows, axis=0))
 
 
+def _test_set_size(trainer: pl.Trainer) -> int | None:
+    loaders = trainer.test_dataloaders
+    loader = loaders[0] if isinstance(loaders, (list, tuple)) and loaders else loaders
+    dataset = getattr(loader, "dataset", None)
+    try:
+        return len(dataset) if dataset is not None else None
+    except TypeError:
+        return None
+
+
+def merge_distributed_rows(ranks: list[dict[str, np.ndarray] | None], n: int | None) -> dict[str, np.ndarray] | None:
+    """The test rows of all DDP ranks in dataset order, without the DistributedSampler's padding.
+
+    Unshuffled, rank r holds dataset rows r, r+W, r+2W, ... of the index list padded (by repeating its
+    first rows) to a multiple of W, so interleaving the ranks restores the order; the padding is cut
+    at `n` (the dataset size), else dropped as repeats of an earlier (patient, volume, slice).
+    """
+    present = [r for r in ranks if r is not None]
+    if not present:
+        return None
+    lengths = [len(r["pred"]) if r is not None else 0 for r in ranks]
+    order = [(rank, k) for k in range(max(lengths)) for rank in range(len(ranks)) if k < lengths[rank]]
+    merged = {key: np.stack([ranks[r][key][k] for r, k in order]) for key in present[0]}  # str widths widen
+    if n is not None and n <= len(order):
+        keep = np.arange(n)
+    else:
+        seen, keep_list = set(), []
+        for i, key in enumerate(zip(merged["patient"], merged["volume"], merged["slice"], strict=True)):
+            if key not in seen:
+                seen.add(key)
+                keep_list.append(i)
+        keep = np.asarray(keep_list, dtype=np.int64)
+    return {key: value[keep] for key, value in merged.items()}
+
+
 class TestPredictionsWriter(pl.Callback):
     """Collects the test predictions ({"preds": [B,H,W]} from `test_step`) with their slice keys and
     writes `predictions.npz` (pred, true, patient, volume, slice) and `test_metrics.json` to the run dir;
@@ -258,6 +321,8 @@ class TestPredictionsWriter(pl.Callback):
 
     The metrics are one `SegmentationMetrics` update over the whole gathered test set (the class that
     computes val/dsc), so `test_metrics.json` equals a recomputation from `predictions.npz` bit for bit.
+    Under DDP the ranks' rows are gathered back into dataset order without the sampler's padded
+    duplicates (`merge_distributed_rows`), so the files equal a single-process run's.
     """
 
     def __init__(self) -> None:
@@ -282,29 +347,36 @@ class TestPredictionsWriter(pl.Callback):
             }
         )
 
-    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        parts = self.parts
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered: list[Any] = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, parts)
-            parts = [o for part in gathered for o in part]
-        self.parts = []
-        if not parts:
-            return
-        arrays = {
+    @staticmethod
+    def _rows(parts: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        return {
             "pred": np.concatenate([o["pred"] for o in parts]),
             "true": np.concatenate([o["true"] for o in parts]),
             "patient": np.array([p for o in parts for p in o["patient"]], dtype=str),
             "volume": np.array([v for o in parts for v in o["volume"]], dtype=str),
             "slice": np.concatenate([o["slice"] for o in parts]),
         }
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        parts, self.parts = self.parts, []
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, parts)
+            ranks = [self._rows(p) if p else None for p in gathered]
+            arrays = merge_distributed_rows(ranks, _test_set_size(trainer))
+        elif parts:
+            arrays = self._rows(parts)
+        else:
+            return
+        if arrays is None or not len(arrays["pred"]):
+            return
         metrics = compute_metrics(arrays["pred"], arrays["true"], pl_module.hparams.num_classes)
-        pl_module.log("test/dsc", metrics["dsc"], rank_zero_only=True)
-        pl_module.log("test/precision", metrics["precision"], rank_zero_only=True)
-        pl_module.log("test/recall", metrics["recall"], rank_zero_only=True)
+        pl_module.log("test/dsc", metrics["dsc"], sync_dist=True)
+        pl_module.log("test/precision", metrics["precision"], sync_dist=True)
+        pl_module.log("test/recall", metrics["recall"], sync_dist=True)
         for name, value in metrics["per_class_dsc"].items():
             if np.isfinite(value):
-                pl_module.log(f"test/dsc_{name}", value, rank_zero_only=True)
+                pl_module.log(f"test/dsc_{name}", value, sync_dist=True)
         if trainer.is_global_zero:
             run_dir = _run_dir(trainer)
             run_dir.mkdir(parents=True, exist_ok=True)

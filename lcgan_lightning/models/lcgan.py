@@ -74,7 +74,9 @@ class LcGAN(pl.LightningModule):
         lr, beta1, beta2: Adam settings for G and D.
         lr_policy: "constant" (paper) or "linear" (pix2pix: constant, then linear decay to 0 over
             `n_epochs_decay` final epochs; default half of trainer.max_epochs).
-        save_epochs: epochs after which `checkpoints/epoch=EEE.ckpt` is written.
+        save_epochs: epochs after which `checkpoints/epoch=EEE.ckpt` (generator only) is written.
+        last_ckpt_every_n_epochs: the full `checkpoints/last.ckpt` (resumes the run) is written every
+            this many epochs and after the final one.
         last_every_n_steps: also write `checkpoints/last.ckpt` every that many batches (mid-epoch), for
             resuming after a kill (null: at epoch ends only).
         n_panel: validation samples shown in the per-epoch image panel.
@@ -84,6 +86,11 @@ class LcGAN(pl.LightningModule):
         channels_last: NHWC memory format for both networks and the batch (faster convolutions).
         compile: `torch.compile` both networks (state_dict and checkpoints unchanged).
     """
+
+    # DDP: the D step's backward reaches no generator parameter (and the G step none of D's, which are
+    # frozen by toggle_optimizer), so DDP must look for unused parameters; lcgan-train switches
+    # `strategy: ddp` to `ddp_find_unused_parameters_true` for modules that set this
+    DDP_FIND_UNUSED_PARAMETERS = True
 
     def __init__(
         self,
@@ -101,6 +108,7 @@ class LcGAN(pl.LightningModule):
         lr_policy: str = "constant",
         n_epochs_decay: int | None = None,
         save_epochs: Sequence[int] = (10, 50, 100, 200),
+        last_ckpt_every_n_epochs: int = 1,
         n_panel: int = 4,
         sample_norm_stats: str = "sample",
         seed: int = 0,
@@ -118,7 +126,8 @@ class LcGAN(pl.LightningModule):
             raise ConfigError(f"model.lr_policy={lr_policy!r}: must be one of {LR_POLICIES}")
         # plain Python values only, so the checkpoint reloads without OmegaConf/Hydra
         save_epochs = [int(e) for e in save_epochs]
-        image_size, ngf, ndf, n_layers_d, n_panel, seed = map(int, (image_size, ngf, ndf, n_layers_d, n_panel, seed))
+        image_size, ngf, ndf, n_layers_d, n_panel, seed, last_ckpt_every_n_epochs = map(
+            int, (image_size, ngf, ndf, n_layers_d, n_panel, seed, last_ckpt_every_n_epochs))
         dropout, lambda_l1, lr, beta1, beta2, init_std = map(float, (dropout, lambda_l1, lr, beta1, beta2, init_std))
         n_epochs_decay = None if n_epochs_decay is None else int(n_epochs_decay)
         last_every_n_steps = None if last_every_n_steps is None else int(last_every_n_steps)
@@ -255,7 +264,10 @@ class LcGAN(pl.LightningModule):
 
     def configure_callbacks(self):
         root = Path(self.trainer.default_root_dir) if self._trainer is not None else Path.cwd()
-        return [PaperEpochCheckpoint(root / CHECKPOINTS, self.hparams.save_epochs, self.hparams.last_every_n_steps),
+        every = self.hparams.get("last_ckpt_every_n_epochs", 1)
+        return [PaperEpochCheckpoint(root / CHECKPOINTS, self.hparams.save_epochs,
+                                     last_every_n_steps=self.hparams.get("last_every_n_steps"),
+                                     last_every_n_epochs=every),
                 GANPanels(self.hparams.n_panel)]
 
     # ---- validation --------------------------------------------------------------------
@@ -263,11 +275,13 @@ class LcGAN(pl.LightningModule):
         cond = self.condition(batch)
         real = batch["image"].float()
         fake = sample_images(self.generator, cond, seed=self.hparams.seed + batch_idx, dropout=True,
-                             norm_stats=self.hparams.sample_norm_stats)
-        self.val_l1.update(fake, real)
-        fake01, real01 = (fake + 1) / 2, (real + 1) / 2
-        self.val_ssim.update(fake01, real01)
-        self.val_psnr.update(fake01, real01)
+                             norm_stats=self.hparams.sample_norm_stats).float()
+        # metrics in fp32 outside autocast: bf16 runs (trainer=gpu_bf16) score like fp32 ones
+        with torch.autocast(self.device.type, enabled=False):
+            self.val_l1.update(fake, real)
+            fake01, real01 = (fake + 1) / 2, (real + 1) / 2
+            self.val_ssim.update(fake01, real01)
+            self.val_psnr.update(fake01, real01)
         bs = real.shape[0]
         self.log("val/L1", self.val_l1, on_epoch=True, batch_size=bs)
         self.log("val/SSIM", self.val_ssim, on_epoch=True, prog_bar=True, batch_size=bs)

@@ -227,7 +227,8 @@ class Segmenter(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         images, masks = batch["image"], batch["mask"]
         logits = self(images)
-        self.log("val/loss", self.loss_fn(logits, masks), on_epoch=True, batch_size=images.shape[0])
+        self.log("val/loss", self.loss_fn(logits, masks), on_epoch=True, batch_size=images.shape[0],
+                 sync_dist=True)
         preds = logits.argmax(dim=1)
         self.val_metrics.update(preds, masks)
         return {"preds": preds.detach()}
