@@ -157,6 +157,7 @@ def collect_results(run_dir: Path, scale: str, n_boot: int = 2000, level: float 
         if audits:
             block["audit"] = _mean_audit(list(audits.values()))
             per_seed.setdefault(fkey, {})["audit"] = audits
+            results.setdefault("audit", {}).update({f"{fkey}/{s}": a for s, a in audits.items()})
         block["selected"] = _selected_block(selected[seeds[0]][fkey])
         if len(seeds) > 1:
             block["selected_per_repeat"] = {f"seed={s}": _selected_block(selected[s][fkey]) for s in seeds}

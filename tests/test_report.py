@@ -203,6 +203,7 @@ def test_synthetic_only_rows_tstr_ratio_and_audit_section(tmp_path: Path) -> Non
         assert block["audit"]["diversity_ssim"] is None  # no generator in this audit
         per_seed = json.loads(lay.results_per_seed.read_text())["per_seed"][f]["audit"]
         assert per_seed["seed=2"]["fid"] == pytest.approx(audits[f][1]["fid"])
+        assert results["audit"][f"{f}/seed=2"] == per_seed["seed=2"]
     table1 = report.split("**Binary lesion DSC**")[0]
     row = next(line for line in table1.splitlines() if line.startswith("| ↳ TSTR / TRTR"))
     assert row.split("|")[2].strip() == f"{results['fractions'][FRACTIONS[0]]['synthetic_only']['tstr_trtr']['dsc']:.3f}"
@@ -219,4 +220,5 @@ def test_report_without_audit_or_synthetic_only_has_neither(tmp_path: Path) -> N
     _fake_run(tmp_path, seeds=(1,))
     report = write_report(tmp_path, scale="smoke").read_text()
     assert "Synthetic-set audit" not in report and "Synthetic only" not in report
-    assert "audit" not in json.loads((tmp_path / "results.json").read_text())["fractions"]["0.1"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert "audit" not in results["fractions"]["0.1"] and "audit" not in results
