@@ -36,7 +36,7 @@ def _pipeline(run_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
         sys.executable, "-m", "lcgan_lightning.cli.pipeline", *TINY,
         f"hydra.run.dir={run_dir}", f"paths.data_dir={data_dir}",
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
 
 
 def test_quoting_and_keys() -> None:
@@ -53,7 +53,7 @@ def _metric_schema(m: dict) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(1800)
 def test_tiny_pipeline_end_to_end_and_resume(tmp_path: Path) -> None:
     run_dir, data_dir = tmp_path / "run", tmp_path / "data"
     first = _pipeline(run_dir, data_dir)
