@@ -19,8 +19,9 @@ CTICH_SUBTYPE_TO_OURS: dict[str, int] = {
 }
 
 # Training-set variants of the segmenter (data.augment): originals only, + synthetic CTs,
-# + one traditionally augmented copy, + both.
-AUGMENT_CHOICES: tuple[str, ...] = ("none", "gan", "traditional", "both")
+# + one traditionally augmented copy, + both; synthetic_only: the synthetic pairs alone (train on
+# synthetic, test on real).
+AUGMENT_CHOICES: tuple[str, ...] = ("none", "gan", "traditional", "both", "synthetic_only")
 
 # Stored 12-bit range and the offset real BHSD uses (uint16 stored = HU + 1024).
 HU_MIN, HU_MAX = -1024, 3071

@@ -6,7 +6,7 @@
     <run>/judge/                                segmenter on 100 % of train (FCN-score judge, "full" row)
     <run>/gan/frac=F/seed=S/epochs=E/checkpoints/  LcGAN sweep; epoch=EEE.ckpt are the candidates
     <run>/select/seed=S/                        candidates.json, scores.json, selected.json, contact sheets
-    <run>/synthetic/seed=S/frac=F/              synthetic set of the selected generator
+    <run>/synthetic/seed=S/frac=F/              synthetic set of the selected generator, its audit.json
     <run>/seg/frac=F/aug=A/seed=S/              segmentation sweep
     <run>/report.md, results.json, figures/     report
 
@@ -29,6 +29,8 @@ SEG_SUBDIR = "frac=${data.fraction}/aug=${data.augment}/seed=${seed}"
 
 # Files inside one training run dir.
 TRAIN_RESULT = "train_result.json"
+# Audit of a synthetic set, inside the set's folder (a regenerated set starts without one).
+AUDIT = "audit.json"
 FAILED = "failed.json"
 TEST_METRICS = "test_metrics.json"
 PREDICTIONS = "predictions.npz"
@@ -147,6 +149,15 @@ class RunLayout:
 
     def synthetic_dir(self, fraction: float, seed: int) -> Path:
         return self.synthetic_root / f"seed={int(seed)}" / f"frac={float(fraction)}"
+
+    def audit(self, fraction: float, seed: int) -> Path:
+        """`audit.json` of the synthetic set of `fraction` and repeat `seed`."""
+        return self.synthetic_dir(fraction, seed) / AUDIT
+
+    @property
+    def audit_runs_dir(self) -> Path:
+        """Hydra job folders (config, log, offline W&B run) of the audit stage."""
+        return self.synthetic_root / ".audit_runs"
 
     @property
     def synthetic_dir_pattern(self) -> str:

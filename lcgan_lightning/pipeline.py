@@ -3,7 +3,7 @@
 Each stage runs one of the project's Hydra apps in a subprocess (sweeps as Hydra multiruns
 through the configured launcher) and writes to its place in the run-folder layout
 (:class:`lcgan_lightning.layout.RunLayout`): data and splits, judge, GAN sweep, scores and
-selection, synthetic sets, segmentation sweep, report.
+selection, synthetic sets, their audits, segmentation sweep, report.
 
 A stage whose outputs exist is skipped; a training job whose run dir holds `train_result.json`
 is skipped and an interrupted one resumes from its `last.ckpt`. A failed job leaves `failed.json`
@@ -418,6 +418,27 @@ class Pipeline:
                 self._run_app("lcgan_lightning.cli.synthesize", args, multirun=multirun)
         return True
 
+    def audit_is_current(self, fraction: float, seed: int) -> bool:
+        """The set's audit.json was made from this set and with this run's judge."""
+        from lcgan_lightning.audit import audit_is_current
+
+        return audit_is_current(self.layout.synthetic_dir(fraction, seed), self.judge_ckpt())
+
+    def stage_audit(self) -> bool:
+        todo = [self.layout.synthetic_dir(f, s) for s in self.seeds() for f in self.fractions()
+                if not self.audit_is_current(f, s)]
+        args = [
+            # one job per set; each reads its fraction and generator from the set's manifest
+            "synthetic_dir=" + ",".join(quoted(d) for d in todo),
+            f"judge_ckpt={quoted(self.judge_ckpt())}",
+            f"logger={self.cfg.logger}",
+            f"hydra/launcher={self.cfg.launcher}",
+            f"hydra.sweep.dir={quoted(self.layout.audit_runs_dir)}",
+            *list((self.cfg.get("audit") or {}).get("overrides") or []),
+        ]
+        self._run_app("lcgan_lightning.cli.audit", args, multirun=True)
+        return all(self.audit_is_current(f, s) for s in self.seeds() for f in self.fractions())
+
     def stage_seg(self) -> bool:
         args = [
             *self._seg_model_args(),
@@ -470,6 +491,9 @@ class Pipeline:
             all(self.synthetic_is_current(f, s) for f in self.fractions() for s in self.seeds()),
             self.stage_synthesize,
         )
+        self._stage("audit", "audit" in self.cfg.stages
+                    and all(self.audit_is_current(f, s) for f in self.fractions() for s in self.seeds()),
+                    self.stage_audit)
         self._stage("seg", done(*(train_result(d) for d in self.seg_dirs())), self.stage_seg)
         # the report is cheap and must reflect the newest files: always rewritten
         self._stage("report", False, self.stage_report)

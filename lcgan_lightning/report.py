@@ -1,7 +1,8 @@
 """Report of one pipeline run: paper Tables 1–3 and Fig. 7 from this run's files only.
 
 Reads (paths from `RunLayout`): the judge's and every segmentation run's test_metrics.json,
-selected.json, scores.json, pipeline_state.json and the synthetic sets' sample grids; writes
+selected.json, scores.json, pipeline_state.json, the synthetic sets' sample grids and audit.json
+files (optional: no audit, no audit section); writes
 results.json (schema in the README), results_per_seed.json, report.md and figures/*.png.
 """
 
@@ -22,14 +23,25 @@ from lcgan_lightning.paper_numbers import PAPER
 from lcgan_lightning.synthesize import SAMPLES
 
 # results.json names of the augmentation variants (config value -> key)
-VARIANTS: dict[str, str] = {"none": "original", "gan": "gan", "traditional": "traditional", "both": "both"}
+VARIANTS: dict[str, str] = {"none": "original", "gan": "gan", "traditional": "traditional", "both": "both",
+                            "synthetic_only": "synthetic_only"}
 VARIANT_LABELS: dict[str, str] = {
     "original": "Selected (original)",
     "gan": "+ GAN generated",
     "traditional": "+ traditional aug.",
     "both": "+ both",
+    "synthetic_only": "Synthetic only (TSTR)",
 }
 METRIC_KEYS = ("dsc", "binary_dsc", "precision", "recall")
+AUDIT_COLUMNS = {  # audit_summary key -> column title
+    "copy_rate_feature": "copy rate (cosine)",
+    "copy_rate_pixel": "copy rate (pixel L2)",
+    "fid": "FID (judge)",
+    "mifid": "MiFID",
+    "precision": "precision",
+    "recall": "recall",
+    "diversity_ssim": "diversity SSIM",
+}
 CLASS_KEYS = ("per_class_dsc", "per_class_dsc_present")
 
 
@@ -139,6 +151,13 @@ def collect_results(run_dir: Path, scale: str, n_boot: int = 2000, level: float 
             for name, vs in compare_to_original(layout, fraction, plan["augments"], seeds, VARIANTS,
                                                 n_boot, level).items():
                 block[name]["vs_original"] = vs
+        if "synthetic_only" in block and "original" in block:
+            block["synthetic_only"]["tstr_trtr"] = _tstr_ratio(block["synthetic_only"], block["original"])
+        audits = {f"seed={s}": a for s in seeds if (a := _audit(layout, fraction, s)) is not None}
+        if audits:
+            block["audit"] = _mean_audit(list(audits.values()))
+            per_seed.setdefault(fkey, {})["audit"] = audits
+            results.setdefault("audit", {}).update({f"{fkey}/{s}": a for s, a in audits.items()})
         block["selected"] = _selected_block(selected[seeds[0]][fkey])
         if len(seeds) > 1:
             block["selected_per_repeat"] = {f"seed={s}": _selected_block(selected[s][fkey]) for s in seeds}
@@ -146,6 +165,77 @@ def collect_results(run_dir: Path, scale: str, n_boot: int = 2000, level: float 
     if missing:
         raise FileNotFoundError(f"{run_dir}: segmentation results missing:\n  " + "\n  ".join(missing))
     return results, per_seed, std
+
+
+def _tstr_ratio(synthetic: dict[str, Any], original: dict[str, Any]) -> dict[str, float | None]:
+    """TSTR / TRTR: each metric of the synthetic-only segmenter over the original's (null if 0)."""
+    return {k: synthetic[k] / original[k] if synthetic[k] is not None and original[k] else None
+            for k in METRIC_KEYS}
+
+
+def _audit(layout: RunLayout, fraction: float, seed: int) -> dict[str, Any] | None:
+    """The headline numbers of a set's audit.json, or None when it has no audit."""
+    from lcgan_lightning.audit import audit_summary
+
+    path = layout.audit(fraction, seed)
+    return audit_summary(_read_json(path)) if path.is_file() else None
+
+
+def _mean_audit(audits: list[dict[str, Any]]) -> dict[str, Any]:
+    def mean(values: list[Any]) -> float | None:
+        present = [v for v in values if v is not None]
+        return statistics.fmean(present) if present else None
+
+    out: dict[str, Any] = {k: mean([a[k] for a in audits]) for k in AUDIT_COLUMNS}
+    out["mask_fidelity"] = {c: mean([a["mask_fidelity"][c] for a in audits]) for c in LESION_CLASSES}
+    out["n_synthetic"] = mean([a["n_synthetic"] for a in audits])
+    return out
+
+
+def _audit_section(layout: RunLayout, results: dict[str, Any], seeds: list[int], figures: Path) -> list[str]:
+    """Audit table per subset and repeat, mask fidelity per class, closest-pairs figures."""
+    from lcgan_lightning.audit import audit_summary
+
+    rows = []
+    for fkey, block in results["fractions"].items():
+        for seed in seeds:
+            path = layout.audit(float(fkey), seed)
+            if path.is_file():
+                rows.append((fkey, block, seed, _read_json(path)))
+    if not rows:
+        return []
+    lines = ["## Synthetic-set audit — memorisation, fidelity, diversity", "",
+             "Each synthetic set against the real training slices of its subset, in the judge's feature space "
+             "(`audit.json` beside each set; definitions in the README, \"Audit a synthetic set\"). "
+             f"Copy rate: share closer to a training slice than the {rows[0][3]['config']['copy_percentile']:g}th "
+             "percentile of real-to-real distances between different patients (≈ that percentile for a set as "
+             "new as unseen patients). Diversity SSIM: 1.0 = the generator ignores its noise.", "",
+             "| subset | seed | images | " + " | ".join(AUDIT_COLUMNS.values()) + " | most-copied patient |",
+             "|---" * (len(AUDIT_COLUMNS) + 4) + "|"]
+    for fkey, block, seed, audit in rows:
+        s = audit_summary(audit)
+        top = audit["memorisation"]["feature"]["most_copied_patients"]
+        who = f"{top[0]['patient']} ({top[0]['copies']})" if top else "—"
+        lines.append(f"| {subset_title(fkey, block)} | {seed} | {s['n_synthetic']} | "
+                     + " | ".join(_fmt(s[k]) for k in AUDIT_COLUMNS) + f" | {who} |")
+    lines += ["", "**Mask fidelity** — per class, the judge's mean Dice on the synthetic images whose mask holds "
+              "the class (— where no mask holds it); higher = the lesion is drawn where the mask asks.", "",
+              "| subset | seed | " + " | ".join(LESION_CLASSES) + " |", "|---" * (len(LESION_CLASSES) + 2) + "|"]
+    for fkey, block, seed, audit in rows:
+        fid = audit_summary(audit)["mask_fidelity"]
+        lines.append(f"| {subset_title(fkey, block)} | {seed} | " + " | ".join(_fmt(fid[c]) for c in LESION_CLASSES)
+                     + " |")
+    lines += ["", "**Closest synthetic / real training pairs** (feature space; top: synthetic, bottom: its nearest "
+              "real slice and patient)", ""]
+    for fkey, block, seed, audit in rows:
+        rel = audit.get("figures", {}).get("feature")
+        src = layout.synthetic_dir(float(fkey), seed) / rel if rel else None
+        if seed == seeds[0] and src is not None and src.is_file():
+            name = f"audit_closest_frac={fkey}.png"
+            shutil.copyfile(src, figures / name)
+            lines += [f"{subset_title(fkey, block)} (repeat seed {seed})", "", f"![closest pairs {fkey}](figures/{name})",
+                      ""]
+    return lines
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -187,12 +277,16 @@ def _tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:
         out = [f"| {label} | " + " | ".join(cells) + " |"]
         if key != "original":
             out.append("| ↳ Δ vs original | " + " | ".join(changes) + " |")
+        if key == "synthetic_only":
+            ratios = [(results["fractions"][f].get(key) or {}).get("tstr_trtr", {}).get(metric) for f in fracs]
+            out.append("| ↳ TSTR / TRTR | " + " | ".join(_fmt(r) for r in ratios) + " |")
         return out
 
     def table(metric: str, full_paper: float | None) -> list[str]:
         lines = [head, sep]
         for key, label in VARIANT_LABELS.items():
-            lines += row(label, key, metric)
+            if any(key in results["fractions"][f] for f in fracs):  # variants the run has
+                lines += row(label, key, metric)
         full = _fmt(results["full"][metric])
         lines += [f"| Entire dataset (100 %) | {full}" + (f" / {full_paper:.3f}" if full_paper else "") + " |", ""]
         return lines
@@ -344,6 +438,7 @@ def write_report(run_dir: Path, scale: str = "custom") -> Path:
         name = f"samples_frac={fkey}.png"
         if _sample_grid(layout, float(fkey), seeds[0], figures / name):
             lines += [f"**{subset_title(fkey, block)}** (repeat seed {seeds[0]})", "", f"![samples {fkey}](figures/{name})", ""]
+    lines += _audit_section(layout, results, seeds, figures)
     lines += _selection_table(layout, seeds)
     state_file = layout.state
     state = _read_json(state_file).get("stages", {}) if state_file.exists() else {}

@@ -239,3 +239,28 @@ def test_samples_per_epoch_gives_every_variant_the_same_steps(root, tmp_path):
 
     with pytest.raises(DatasetError, match="samples_per_epoch"):
         _dm(root, tmp_path, samples_per_epoch="half")
+
+
+def test_synthetic_only_trains_on_the_synthetic_pairs_alone(root, tmp_path):
+    """augment=synthetic_only (train on synthetic, test on real): the training set is the synthetic
+    set in training-slice order, nothing original; validation and test stay real."""
+    from lcgan_lightning.data.synthetic_set import SyntheticSetError, write_synthetic_set
+
+    plain = _dm(root, tmp_path, fraction=0.5)
+    train = plain.train_slices
+    fake = (np.asarray(train.masks, np.float32) / 5.0 - 0.75).astype(np.float16)
+    rev = np.arange(len(train))[::-1]
+    syn = write_synthetic_set(tmp_path / "syn", fake[rev], np.asarray(train.masks)[rev], train.select(rev))
+    dm = _dm(root, tmp_path, fraction=0.5, augment="synthetic_only", synthetic_dir=str(syn),
+             samples_per_epoch="original")
+    assert len(dm.train_dataset) == len(train) == dm.epoch_samples()
+    for i in (0, len(train) - 1):
+        sample = dm.train_dataset[i]
+        assert torch.equal(sample["image"][0], torch.as_tensor(fake[i].astype(np.float32)))
+        assert torch.equal(sample["mask"], torch.as_tensor(train.masks[i], dtype=torch.int64))
+        assert sample["patient"] == train.patients[i]
+    assert np.array_equal(np.asarray(dm.test_slices.images), np.asarray(plain.test_slices.images))
+    with pytest.raises(SyntheticSetError, match="synthetic_dir.*generator_ckpt"):
+        _dm(root, tmp_path, fraction=0.5, augment="synthetic_only")
+    with pytest.raises(SyntheticSetError, match="training slices have no synthetic image"):
+        _dm(root, tmp_path, fraction=1.0, augment="synthetic_only", synthetic_dir=str(syn))

@@ -83,9 +83,20 @@ def test_tiny_pipeline_end_to_end_and_resume(tiny_run) -> None:
     assert fracs == [2 / 8, 4 / 8]
     for seed in (42, 43):
         for f in fracs:
-            assert (lay.synthetic_dir(f, seed) / "manifest.json").exists()
-            for aug in ("none", "gan", "traditional", "both"):
+            manifest = json.loads((lay.synthetic_dir(f, seed) / "manifest.json").read_text())
+            for aug in ("none", "gan", "traditional", "both", "synthetic_only"):
                 assert (lay.seg_dir(f, aug, seed) / "test_metrics.json").exists()
+            # the audit stage: one audit.json per set, made from this set with the run's judge
+            audit = json.loads(lay.audit(f, seed).read_text())
+            assert audit["n_synthetic"] == manifest["n"] == subsets[fraction_key(f)]["slices"] == audit["n_real"]
+            assert audit["set"]["fraction"] == f and audit["set"]["seed"] == seed
+            judge = json.loads((run_dir / "judge/train_result.json").read_text())
+            assert audit["judge_ckpt"] == str(Path(judge["best_ckpt"] or judge["last_ckpt"]).resolve())
+            for space in ("feature", "pixel"):
+                assert 0.0 <= audit["memorisation"][space]["copy_rate"] <= 1.0
+                assert (lay.synthetic_dir(f, seed) / audit["figures"][space]).is_file()
+            assert 0.0 <= audit["diversity"]["mean_pairwise_ssim"] <= 1.0
+            assert audit["diversity"]["n_masks"] == min(16, manifest["n"])
     splits = json.loads((run_dir / "splits.json").read_text())
     assert not set(splits["train"]) & set(splits["val"]) and not set(splits["train"]) & set(splits["test"])
     assert {"n=2", "n=4"} <= set(splits["subsets"])
@@ -106,6 +117,14 @@ def test_tiny_pipeline_end_to_end_and_resume(tiny_run) -> None:
             assert vs["verdict"] in ("better", "no detectable change", "worse")
             assert vs["ci"][0] <= vs["diff"] <= vs["ci"][1]
         assert block["selected"]["epochs"] == selected[f]["epochs"] in (1, 2)
+        so, orig = block["synthetic_only"], block["original"]
+        _metric_schema(so)
+        assert so["tstr_trtr"]["dsc"] == (pytest.approx(so["dsc"] / orig["dsc"]) if orig["dsc"] else None)
+        assert so["vs_original"]["dsc"]["verdict"] in ("better", "no detectable change", "worse")
+        audits = [json.loads(lay.audit(float(f), s).read_text()) for s in (42, 43)]
+        assert block["audit"]["fid"] == pytest.approx(sum(a["mifid"]["fid"] for a in audits) / 2)
+        assert block["audit"]["recall"] == pytest.approx(
+            sum(a["precision_recall"]["recall"] for a in audits) / 2)
 
     # the report's numbers are the files' numbers (means over the two repeats)
     report = (run_dir / "report.md").read_text()
@@ -122,16 +141,22 @@ def test_tiny_pipeline_end_to_end_and_resume(tiny_run) -> None:
             assert results["fractions"][fraction_key(f)][{"none": "original"}.get(aug, aug)]["dsc"] == pytest.approx(
                 sum(dscs) / 2)
 
+    section = report.split("## Synthetic-set audit")[1].split("**Mask fidelity**")[0]
+    assert len([line for line in section.splitlines() if line.startswith("| 2 patients (25 %) | 4")]) == 2
+    assert (run_dir / "figures" / f"audit_closest_frac={fraction_key(fracs[0])}.png").is_file()
+    assert any(line.startswith("| ↳ TSTR / TRTR |") for line in table1)
+
     # a second run skips every completed stage and trains nothing
-    stamps = {p: p.stat().st_mtime_ns for p in run_dir.rglob("train_result.json")}
+    stamps = {p: p.stat().st_mtime_ns for p in [*run_dir.rglob("train_result.json"), *run_dir.rglob("audit.json")]}
     second = _pipeline(run_dir, data_dir)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     state = json.loads((run_dir / "pipeline_state.json").read_text())
     assert state["last_invocation"] == {
         "data": "skipped", "judge": "skipped", "gan": "skipped", "select": "skipped",
-        "synthesize": "skipped", "seg": "skipped", "report": "ran",
+        "synthesize": "skipped", "audit": "skipped", "seg": "skipped", "report": "ran",
     }
-    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("train_result.json")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in [*run_dir.rglob("train_result.json"), *run_dir.rglob("audit.json")]
+            } == stamps
     assert state["stages"]["gan"]["status"] == "ran" and state["stages"]["gan"]["wall_s"] > 0
 
 

@@ -149,3 +149,76 @@ def test_selected_without_realism_gives_null_fooled(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["fractions"]["0.1"]["selected"]["fooled"] is None
     assert results["fractions"]["0.025"]["selected"]["fooled"] == 0.3
+
+
+def _fake_audit(path: Path, shift: float) -> dict:
+    """A real audit.json (audit_set on 16² noise, pooled pixels as features) with a figure."""
+    import torch
+
+    from lcgan_lightning.audit import audit_set
+
+    rng = np.random.default_rng(int(shift * 10))
+    real = rng.uniform(-1, 1, (12, 16, 16)).astype(np.float32)
+    syn = np.clip(real[:8] + shift, -1, 1)
+    masks = _truth()[:8]
+    audit = audit_set(syn, masks, real, [f"p{i // 3}" for i in range(12)],
+                      lambda x: x.reshape(len(x), -1)[:, ::4], lambda x: torch.as_tensor(masks[: len(x)]).long())
+    audit["figures"] = {"feature": "previews/audit_closest_feature.png"}
+    (path.parent / "previews").mkdir(parents=True, exist_ok=True)
+    (path.parent / "previews/audit_closest_feature.png").write_bytes(b"png")
+    path.write_text(json.dumps(audit))
+    return audit
+
+
+def test_synthetic_only_rows_tstr_ratio_and_audit_section(tmp_path: Path) -> None:
+    from lcgan_lightning.audit import audit_summary
+
+    written = _fake_run(tmp_path, seeds=(1, 2))
+    lay = RunLayout(tmp_path)
+    true = _truth()
+    patients = np.repeat([f"p{i}" for i in range(N_PATIENTS)], PER_PATIENT)
+    audits: dict = {}
+    for f in FRACTIONS:
+        for s in (1, 2):
+            d = lay.seg_dir(float(f), "synthetic_only", s)
+            d.mkdir(parents=True)
+            pred = np.roll(true, 3, axis=1)
+            write_metrics_json(compute_metrics(pred, true), d / "test_metrics.json")
+            np.savez_compressed(d / "predictions.npz", pred=pred, true=true, patient=patients.astype(str),
+                                volume=patients.astype(str), slice=np.arange(len(true), dtype=np.int32))
+            audits.setdefault(f, []).append(audit_summary(_fake_audit(lay.audit(float(f), s), 0.05 * s)))
+    cfg = lay.pipeline_config.read_text().replace("augments: [none, gan, traditional, both]",
+                                                   "augments: [none, gan, traditional, both, synthetic_only]")
+    lay.pipeline_config.write_text(cfg)
+    report = write_report(tmp_path, scale="smoke").read_text()
+    results = json.loads(lay.results.read_text())
+    for f in FRACTIONS:
+        block = results["fractions"][f]
+        orig, syn = block["original"], block["synthetic_only"]
+        assert syn["tstr_trtr"]["dsc"] == pytest.approx(syn["dsc"] / orig["dsc"])
+        assert orig["dsc"] == pytest.approx(np.mean([m["dsc"] for m in written[f]["original"]]))
+        assert syn["vs_original"]["dsc"]["verdict"] in ("better", "no detectable change", "worse")
+        for key in ("copy_rate_feature", "copy_rate_pixel", "fid", "mifid", "precision", "recall"):
+            assert block["audit"][key] == pytest.approx(np.mean([a[key] for a in audits[f]]))
+        assert block["audit"]["diversity_ssim"] is None  # no generator in this audit
+        per_seed = json.loads(lay.results_per_seed.read_text())["per_seed"][f]["audit"]
+        assert per_seed["seed=2"]["fid"] == pytest.approx(audits[f][1]["fid"])
+        assert results["audit"][f"{f}/seed=2"] == per_seed["seed=2"]
+    table1 = report.split("**Binary lesion DSC**")[0]
+    row = next(line for line in table1.splitlines() if line.startswith("| ↳ TSTR / TRTR"))
+    assert row.split("|")[2].strip() == f"{results['fractions'][FRACTIONS[0]]['synthetic_only']['tstr_trtr']['dsc']:.3f}"
+    assert "| Synthetic only (TSTR) |" in table1
+    section = report.split("## Synthetic-set audit")[1].split("## Generator selection")[0]
+    a = audits[FRACTIONS[1]][0]
+    assert re.search(rf"\| 10 % \| 1 \| 8 \| {a['copy_rate_feature']:.3f} \| {a['copy_rate_pixel']:.3f} \| "
+                     rf"{a['fid']:.3f} \|", section)
+    assert "![closest pairs 0.1](figures/audit_closest_frac=0.1.png)" in section
+    assert (tmp_path / "figures/audit_closest_frac=0.1.png").read_bytes() == b"png"
+
+
+def test_report_without_audit_or_synthetic_only_has_neither(tmp_path: Path) -> None:
+    _fake_run(tmp_path, seeds=(1,))
+    report = write_report(tmp_path, scale="smoke").read_text()
+    assert "Synthetic-set audit" not in report and "Synthetic only" not in report
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert "audit" not in results["fractions"]["0.1"] and "audit" not in results

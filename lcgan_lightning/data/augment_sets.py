@@ -1,7 +1,9 @@
-"""Extra training sets for the segmenter: GAN-synthetic and/or traditionally augmented copies (§4.2–4.3).
+"""Training sets of the segmenter: originals plus GAN-synthetic and/or traditional copies (§4.2–4.3).
 
 ``build_extra_train_sets(augment, train_slices, synthetic_dir, image_source, seed)`` returns the
-datasets the datamodule appends to the original training slices (which are always kept):
+datasets the datamodule appends to the original training slices (kept for every variant but
+``synthetic_only``, which trains on the synthetic pairs alone: ``gan_slices`` is then the whole
+training set; train on synthetic, test on real):
 
 * ``none``        → []
 * ``traditional`` → one transformed copy of every training slice
@@ -72,8 +74,8 @@ def build_extra_train_sets(
     seed: int = 0,
 ) -> list[Dataset]:
     """Datasets appended after the original training slices for ``augment`` (module docstring)."""
-    if augment not in AUGMENT_CHOICES:
-        raise ValueError(f"augment={augment!r} is not one of {AUGMENT_CHOICES}")
+    if augment not in AUGMENT_CHOICES or augment == "synthetic_only":
+        raise ValueError(f"augment={augment!r} is not one of {AUGMENT_CHOICES[:-1]}")
     extras: list[tuple[str, SliceSet]] = []
     if augment in ("gan", "both"):
         extras.append(("gan", gan_slices(train_slices, synthetic_dir, image_source, seed)))

@@ -246,7 +246,14 @@ class CTSliceDataModule(pl.LightningDataModule):
 
             transform = OnlineAugmentation(self.image_size)
         train: Dataset = SliceDataset(self.train_slices, transform=transform)
-        if self.augment != "none":
+        if self.augment == "synthetic_only":  # train on synthetic, test on real (TSTR)
+            from lcgan_lightning.data.augment_sets import gan_slices
+
+            synthetic = gan_slices(self.train_slices, self.synthetic_dir, self.image_source, self.sample_seed)
+            log.info("segmenter training set (augment=synthetic_only): %d synthetic slices, no original",
+                     len(synthetic))
+            train = SliceDataset(synthetic, transform=transform)
+        elif self.augment != "none":
             from lcgan_lightning.data.augment_sets import build_extra_train_sets
 
             extras = build_extra_train_sets(self.augment, self.train_slices, self.synthetic_dir,

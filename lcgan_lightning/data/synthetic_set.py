@@ -192,12 +192,16 @@ def match_synthetic_set(synthetic: SliceSet, train_slices: SliceSet, where: str)
     differ = np.flatnonzero((masks != train_slices.masks).reshape(len(order), -1).any(axis=1))
     if differ.size:
         raise SyntheticSetError(
-            f"{where}: {differ.size} synthetic masks differ from their training masks "
+            f"{where}: masks.npy: {differ.size} synthetic masks differ from their training masks "
             f"({_show([train_keys[i] for i in differ])}) — stale synthetic set?"
         )
     images = np.asarray(synthetic.images[order])
-    if not np.isfinite(images).all():
-        raise SyntheticSetError(f"{where}: images.npy contains NaN/inf")
+    bad = np.flatnonzero(~np.isfinite(images).reshape(len(order), -1).all(axis=1))
+    if bad.size:
+        raise SyntheticSetError(
+            f"{where}: images.npy: {bad.size} synthetic images contain NaN/inf "
+            f"({_show([train_keys[i] for i in bad])})"
+        )
     return train_slices.with_arrays(images, masks)
 
 
