@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "lcgan_lightning.layout": 0,
     "lcgan_lightning.paper_numbers": 0,
     "lcgan_lightning.checkpoint_io": 0,
+    "lcgan_lightning.quiet": 0,
     "lcgan_lightning.data": 1,
     "lcgan_lightning.models": 1,
     "lcgan_lightning.selection": 2,
@@ -35,6 +36,7 @@ LAYERS: dict[str, int] = {
     "lcgan_lightning.pipeline": 3,
     "lcgan_lightning.report": 3,
     "lcgan_lightning.comparison": 3,
+    "lcgan_lightning.console": 3,
     "lcgan_lightning.cli": 4,
 }
 # same layer, but neither may import the other
