@@ -97,6 +97,7 @@ class PipelineConsole:
         self.console = Console(file=file, highlight=False)
         if not self.console.is_terminal:  # log files: one event per line, never wrapped
             self.console.width = max(self.console.width, 120)
+            self.console.soft_wrap = True
         self.live_view = self.console.is_terminal if live is None else live
         self.stages = {name: StageView(name) for name in stages}
         self.t0 = time.monotonic()
@@ -200,14 +201,15 @@ class PipelineConsole:
         if run_dir in self._reported:
             return
         self._reported.add(run_dir)
-        self.console.print(Text(f"✗ {head} failed" + (f": {error}" if error else ""), style=STYLE["failed"]))
         lines = tail(log, TAIL_LINES)
         if not lines and (run_dir / "failed.json").is_file():  # no log (verbose run): the traceback
             tb = json.loads((run_dir / "failed.json").read_text()).get("traceback", "")
             lines = tb.splitlines()[-TAIL_LINES:]
-        for text in lines:
-            self.console.print(Text("  │ " + text, style="dim"))
-        self.console.print(f"  log: {log}" if log.is_file() else f"  (no log at {log})")
+        self.console.print(Group(  # one print: the live view redraws once, below it
+            Text(f"✗ {head} failed" + (f": {error}" if error else ""), style=STYLE["failed"]),
+            *(Text("  │ " + text, style="dim") for text in lines),
+            Text(f"  log: {log}" if log.is_file() else f"  (no log at {log})"),
+        ))
 
     def finish(self, name: str, ok: bool) -> None:
         self.poll()
@@ -268,8 +270,8 @@ class PipelineConsole:
         """Table 1 rows with CIs and verdicts, the selected generator per subset, wall time per stage."""
         parts: list[Any] = []
         if results:
-            parts += [_table1(results), _selected(results)]
-        parts.append(_walls(state))
+            parts += ["", _table1(results), "", _selected(results)]
+        parts += ["", _walls(state)]
         self.console.print(Group(*parts))
         self.console.print(f"Report: {report}")
 

@@ -143,7 +143,8 @@ class Pipeline:
                 returncode = self._wait(subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT,
                                                          stdin=subprocess.DEVNULL))
         if returncode != 0:
-            self.console.job_failed(module.rsplit(".", 1)[-1], out.parent, f"exited with {returncode}", out)
+            app = "lcgan-" + module.rsplit(".", 1)[-1]
+            self.console.job_failed(f"{self._current}: {app}", out.parent, f"exited with {returncode}", out)
             raise PipelineError(f"{module} exited with {returncode}; its output: {out}")
 
     def _wait(self, proc: subprocess.Popen) -> int:
@@ -503,8 +504,9 @@ class Pipeline:
         self.layout.pipeline_config.write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
         done = lambda *paths: all(p.exists() for p in paths)  # noqa: E731
         lay = self.layout
-        header = (f"lcgan-pipeline scale={self.cfg.get('scale', 'custom')} → {self.run_dir} · "
-                  + ("verbose" if self.verbose else "job output: stdout.log in each run dir (verbose=true shows it)"))
+        where = os.path.relpath(self.run_dir) if self.run_dir.resolve().is_relative_to(Path.cwd()) else self.run_dir
+        header = (f"lcgan-pipeline scale={self.cfg.get('scale', 'custom')} → {where} · "
+                  + ("verbose" if self.verbose else "each job's output in its run dir's stdout.log (verbose=true shows it)"))
         with self.console.running(header):
             self._stage("data", done(lay.splits), self.stage_data,
                         jobs=lambda: [Job("", lay.data_dir, done="inspect.json", failed=None)])

@@ -104,3 +104,16 @@ def test_failed_training_job_log_ends_with_its_traceback(tmp_path: Path) -> None
     log = (tmp_path / "stdout.log").read_text()
     assert "Traceback (most recent call last):" in log
     assert "InstantiationException: Error locating target 'no.such.DataModule'" in "\n".join(tail(tmp_path / "stdout.log"))
+
+
+def test_pipeline_passes_quiet_settings_unless_verbose(tmp_path: Path) -> None:
+    from lcgan_lightning.pipeline import Pipeline
+
+    cfg = OmegaConf.create({"trainer": "cpu", "logger": "csv", "stages": ["seg"]})
+    quiet = Pipeline(cfg, tmp_path)._train_args(OmegaConf.create({"overrides": ["a=1"]}))
+    assert {"stdout_log=true", "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false"} <= set(quiet)
+    assert quiet[-1] == "a=1"  # a stage's own overrides still win
+    cfg.verbose = True
+    loud = Pipeline(cfg, tmp_path)._train_args(OmegaConf.create({}))
+    assert not [a for a in loud if "enable_" in a or "stdout_log" in a]
+    assert Pipeline(cfg, tmp_path)._log_path(["x=1", f"hydra.sweep.dir='{tmp_path}/seg'"]) == tmp_path / "seg" / "stdout.log"
