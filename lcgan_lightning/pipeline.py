@@ -8,6 +8,11 @@ selection, synthetic sets, their audits, segmentation sweep, report.
 A stage whose outputs exist is skipped; a training job whose run dir holds `train_result.json`
 is skipped and an interrupted one resumes from its `last.ckpt`. A failed job leaves `failed.json`
 in its run dir and is reported by name; the jobs beside it still run.
+
+What the console shows is :class:`lcgan_lightning.console.PipelineConsole`: every sub-process
+writes to a log file in its run dir (`stdout.log`; a sweep's own lines to `<sweep dir>/stdout.log`,
+each job's to its run dir), and the console follows the stages and their jobs (`Job`) through the
+files they leave. `verbose=true` sends everything to the console as before.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lcgan_lightning.console import Job, PipelineConsole
 from lcgan_lightning.devices import NoGPUError, requested_gpus, require_gpus
 from lcgan_lightning.errors import UserError
 from lcgan_lightning.layout import (
@@ -38,6 +44,8 @@ from lcgan_lightning.layout import (
 )
 
 log = logging.getLogger(__name__)
+LOG = "stdout.log"  # a sub-process's output, in its run dir (a sweep: the sweep dir)
+POLL_S = 0.5
 
 
 def quoted(value: object) -> str:
@@ -74,10 +82,15 @@ class Pipeline:
     run_dir: Path
     python: str = sys.executable
     failures: list[str] = field(default_factory=list)
+    console: PipelineConsole | None = None
 
     def __post_init__(self) -> None:
         self.layout = RunLayout(self.run_dir)
         self._facts: dict[str, Any] | None = None
+        self._current: str | None = None
+        self.verbose = bool(self.cfg.get("verbose", False))
+        if self.console is None:
+            self.console = PipelineConsole(list(self.cfg.get("stages") or []), live=False if self.verbose else None)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -121,15 +134,44 @@ class Pipeline:
     def _common(self) -> list[str]:
         return [f"hydra.searchpath=[{quoted('file://' + str(self.layout.conf_dir.resolve()))}]", "data=pipeline"]
 
+    def _log_path(self, args: Sequence[str]) -> Path:
+        """`stdout.log` in the app's `hydra.run.dir` (a multirun: `hydra.sweep.dir`)."""
+        for arg in args:
+            key, _, value = arg.partition("=")
+            if key in ("hydra.run.dir", "hydra.sweep.dir"):
+                return Path(value.strip("'")) / LOG
+        return self.run_dir / "logs" / f"{self._current or 'pipeline'}.log"
+
     def _run_app(self, module: str, args: Sequence[str], multirun: bool = False) -> None:
+        """Run one app in a sub-process; its output goes to its log file (to the console if `verbose`)."""
         cmd = [self.python, "-m", module, *(["-m"] if multirun else []), *self._common(), *args]
+        out = self._log_path(args)
         log.info("$ %s", " ".join(cmd))
         # all stages of one pipeline run share one W&B group
         env = {**os.environ, "WANDB_RUN_GROUP": os.environ.get("WANDB_RUN_GROUP", f"pipeline-{self.run_dir.name}"),
                "LCGAN_SCALE": str(self.cfg.get("scale", "custom"))}  # a W&B tag of every job
-        result = subprocess.run(cmd, check=False, env=env)
-        if result.returncode != 0:
-            raise PipelineError(f"{module} exited with {result.returncode}: {' '.join(cmd)}")
+        if self.verbose:
+            returncode = self._wait(subprocess.Popen(cmd, env=env))
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with open(out, "a") as f:
+                f.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {' '.join(cmd)}\n")
+                f.flush()
+                env["PYTHONUNBUFFERED"] = "1"  # the log follows the job (tail -f)
+                returncode = self._wait(subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                                         stdin=subprocess.DEVNULL))
+        if returncode != 0:
+            app = "lcgan-" + module.rsplit(".", 1)[-1]
+            self.console.job_failed(f"{self._current}: {app}", out.parent, f"exited with {returncode}", out)
+            raise PipelineError(f"{module} exited with {returncode}; its output: {out}")
+
+    def _wait(self, proc: subprocess.Popen) -> int:
+        """Wait for a sub-process while the console follows the stage's jobs."""
+        while proc.poll() is None:
+            self.console.poll()
+            time.sleep(POLL_S)
+        self.console.poll()
+        return proc.returncode
 
     def _launcher_args(self) -> list[str]:
         """`hydra/launcher=...` and, for Ray, the GPUs and CPUs each job holds."""
@@ -149,6 +191,11 @@ class Pipeline:
         return [f"hydra.run.dir={quoted(run_dir)}"], False
 
     def _train_args(self, stage_cfg: DictConfig) -> list[str]:
+        quiet = [] if self.verbose else [
+            "stdout_log=true",  # each job's output into its run dir's stdout.log
+            "++trainer.enable_progress_bar=false",
+            "++trainer.enable_model_summary=false",
+        ]
         return [
             f"trainer={self.cfg.trainer}",
             # the run's data config wins over a GPU trainer config's loader settings
@@ -160,6 +207,7 @@ class Pipeline:
             "catch_errors=true",
             "print_config=false",
             "ckpt_path=last",
+            *quiet,
             *list(stage_cfg.get("overrides") or []),
         ]
 
@@ -172,24 +220,35 @@ class Pipeline:
             missing.append(d)
             failed = d / FAILED
             reason = json.loads(failed.read_text())["error"] if failed.exists() else "no result"
-            self.failures.append(f"{stage}: {d.relative_to(self.run_dir)}: {reason}")
+            name = d.relative_to(self.run_dir)
+            self.failures.append(f"{stage}: {name}: {reason}")
+            self.console.job_failed(f"{stage}: {name}", d, reason, d / LOG)
         return missing
 
-    def _stage(self, name: str, complete: bool, action) -> None:
+    def _stage(self, name: str, complete: bool, action: Callable[[], bool | None],
+               jobs: Callable[[], Sequence[Job]] | None = None) -> None:
+        """Run one stage unless `complete`; `jobs` lists its jobs for the console (one line each)."""
         if name not in self.cfg.stages:
             return
         if complete:
             log.info("stage %s: complete, skipped", name)
+            self.console.skip(name)
             self._save_state(name, "skipped", 0.0)
             return
         log.info("stage %s: running", name)
+        self._current = name
+        self.console.start(name, jobs() if jobs else ())
         start = time.time()
         try:
             ok = action()
         except Exception:
             self._save_state(name, "failed", time.time() - start)
+            self.console.finish(name, ok=False)
             raise
+        finally:
+            self._current = None
         self._save_state(name, "ran" if ok is not False else "failed", time.time() - start)
+        self.console.finish(name, ok=ok is not False)
         if ok is False:
             raise PipelineError("stage " + name + " failed:\n  " + "\n  ".join(self.failures))
 
@@ -277,6 +336,44 @@ class Pipeline:
     def seg_dirs(self) -> list[Path]:
         return [self.layout.seg_dir(f, a, s) for f in self.fractions() for a in self.cfg.augments for s in self.seeds()]
 
+    # ------------------------------------------------------------------ jobs as the console shows them
+    def _label(self, fraction: float | None = None, seed: int | None = None, **more: object) -> str:
+        """`frac=0.1 aug=gan` (`n=8` for patient counts; the seed only with several repeats)."""
+        parts = []
+        if fraction is not None:
+            parts.append(f"n={self.data_facts()['patients'][fraction_key(fraction)]}"
+                         if self.cfg.get("subset_patients") else f"frac={fraction_key(fraction)}")
+        parts += [f"{k}={v}" for k, v in more.items()]
+        if seed is not None and len(self.seeds()) > 1:
+            parts.append(f"seed={seed}")
+        return " ".join(parts)
+
+    def gan_jobs(self) -> list[Job]:
+        return [Job(self._label(f, s, **({"epochs": e} if len(self.gan_run_epochs(f)) > 1 else {})),
+                    self.layout.gan_dir(f, s, e))
+                for f in self.fractions() for s in self.seeds() for e in self.gan_run_epochs(f)]
+
+    def seg_jobs(self) -> list[Job]:
+        return [Job(self._label(f, s, aug=a), self.layout.seg_dir(f, a, s))
+                for f in self.fractions() for a in self.cfg.augments for s in self.seeds()]
+
+    def select_jobs(self) -> list[Job]:
+        return [Job(self._label(seed=s), self.layout.select_dir(s), done="selected.json", failed=None)
+                for s in self.seeds()]
+
+    def synthesize_jobs(self) -> list[Job]:
+        def job(f: float, s: int) -> Job:
+            out = self.layout.synthetic_dir(f, s)
+            return Job(self._label(f, s), out, done="manifest.json", failed=None, skip=self.synthetic_is_current(f, s),
+                       log=str(self._synthesize_run_dir(out) / LOG))
+
+        return [job(f, s) for s in self.seeds() for f in self.fractions()]
+
+    def audit_jobs(self) -> list[Job]:
+        return [Job(self._label(f, s), self.layout.synthetic_dir(f, s), done="audit.json", failed=None,
+                    skip=self.audit_is_current(f, s), log=str(self.layout.audit_runs_dir / LOG))
+                for s in self.seeds() for f in self.fractions()]
+
     def preflight(self) -> None:
         """Stop before any work when the configuration cannot run (missing weights file, ...)."""
         model, vgg = self.cfg.seg.model, self.cfg.seg.get("pretrained_vgg16")
@@ -310,6 +407,12 @@ class Pipeline:
     def stage_data(self) -> bool:
         # data=pipeline carries splits_path=<run_dir>/splits.json: inspect writes the split there
         self._run_app("lcgan_lightning.cli.inspect", [f"hydra.run.dir={quoted(self.layout.data_dir)}"])
+        summary = self.layout.data_dir / "inspect.json"
+        if summary.is_file():
+            facts = json.loads(summary.read_text())
+            split = "/".join(str(len(facts["splits"][k])) for k in ("train", "val", "test"))
+            self.console.note("data", f"{facts['patients']} patients, {facts['slices']} slices, "
+                                      f"train/val/test {split} patients")
         return self.layout.splits.exists()
 
     def stage_judge(self) -> bool:
@@ -327,6 +430,9 @@ class Pipeline:
             *list(self.cfg.judge.get("overrides") or []),
         ]
         self._run_app("lcgan_lightning.cli.train", args, multirun=multirun)
+        metrics = judge / "test_metrics.json"
+        if metrics.is_file():
+            self.console.note("judge", f"test DSC {json.loads(metrics.read_text())['dsc']:.3f}")
         return not self._collect("judge", [judge])
 
     def judge_ckpt(self) -> str:
@@ -398,6 +504,10 @@ class Pipeline:
         log.info("%s was not made by the selected generator: it will be regenerated", manifest.parent)
         return False
 
+    @staticmethod
+    def _synthesize_run_dir(out: Path) -> Path:
+        return out.parent / (".hydra_run_" + out.name)
+
     def stage_synthesize(self) -> bool:
         for seed in self.seeds():
             selected = json.loads(self.layout.selected(seed).read_text())
@@ -405,7 +515,7 @@ class Pipeline:
                 if self.synthetic_is_current(f, seed):
                     continue
                 out = self.layout.synthetic_dir(f, seed)
-                place, multirun = self._single_job(out.parent / (".hydra_run_" + out.name))
+                place, multirun = self._single_job(self._synthesize_run_dir(out))
                 args = [
                     f"checkpoint={quoted(selected[fraction_key(f)]['checkpoint'])}",
                     "overwrite=true",
@@ -432,7 +542,7 @@ class Pipeline:
             "synthetic_dir=" + ",".join(quoted(d) for d in todo),
             f"judge_ckpt={quoted(self.judge_ckpt())}",
             f"logger={self.cfg.logger}",
-            f"hydra/launcher={self.cfg.launcher}",
+            *self._launcher_args(),
             f"hydra.sweep.dir={quoted(self.layout.audit_runs_dir)}",
             *list((self.cfg.get("audit") or {}).get("overrides") or []),
         ]
@@ -480,21 +590,33 @@ class Pipeline:
         self.layout.pipeline_config.write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
         done = lambda *paths: all(p.exists() for p in paths)  # noqa: E731
         lay = self.layout
-        self._stage("data", done(lay.splits), self.stage_data)
-        self.write_subsets()
-        self._stage("judge", done(train_result(lay.judge_dir)), self.stage_judge)
-        self._stage("gan", done(*(train_result(d) for d in self.gan_dirs())), self.stage_gan)
-        self._stage("select", done(*(p for s in self.seeds() for p in (lay.scores(s), lay.selected(s)))),
-                    self.stage_select)
-        self._stage(
-            "synthesize",
-            all(self.synthetic_is_current(f, s) for f in self.fractions() for s in self.seeds()),
-            self.stage_synthesize,
-        )
-        self._stage("audit", "audit" in self.cfg.stages
-                    and all(self.audit_is_current(f, s) for f in self.fractions() for s in self.seeds()),
-                    self.stage_audit)
-        self._stage("seg", done(*(train_result(d) for d in self.seg_dirs())), self.stage_seg)
-        # the report is cheap and must reflect the newest files: always rewritten
-        self._stage("report", False, self.stage_report)
+        where = os.path.relpath(self.run_dir) if self.run_dir.resolve().is_relative_to(Path.cwd()) else self.run_dir
+        header = (f"lcgan-pipeline scale={self.cfg.get('scale', 'custom')} → {where} · "
+                  + ("verbose" if self.verbose else "each job's output in its run dir's stdout.log (verbose=true shows it)"))
+        with self.console.running(header):
+            self._stage("data", done(lay.splits), self.stage_data,
+                        jobs=lambda: [Job("", lay.data_dir, done="inspect.json", failed=None)])
+            self.write_subsets()
+            self._stage("judge", done(train_result(lay.judge_dir)), self.stage_judge,
+                        jobs=lambda: [Job("", lay.judge_dir)])
+            self._stage("gan", done(*(train_result(d) for d in self.gan_dirs())), self.stage_gan, self.gan_jobs)
+            self._stage("select", done(*(p for s in self.seeds() for p in (lay.scores(s), lay.selected(s)))),
+                        self.stage_select, self.select_jobs)
+            self._stage(
+                "synthesize",
+                all(self.synthetic_is_current(f, s) for f in self.fractions() for s in self.seeds()),
+                self.stage_synthesize,
+                self.synthesize_jobs,
+            )
+            self._stage("audit", "audit" in self.cfg.stages
+                        and all(self.audit_is_current(f, s) for f in self.fractions() for s in self.seeds()),
+                        self.stage_audit, self.audit_jobs)
+            self._stage("seg", done(*(train_result(d) for d in self.seg_dirs())), self.stage_seg, self.seg_jobs)
+            # the report is cheap and must reflect the newest files: always rewritten
+            self._stage("report", False, self.stage_report)
         return self.layout.report
+
+    def print_summary(self, report: Path) -> None:
+        """The end of a run on the console: Table 1 verdicts, selected generators, wall times, report path."""
+        results = json.loads(self.layout.results.read_text()) if self.layout.results.is_file() else None
+        self.console.summary(results, self._load_state(), report.resolve())

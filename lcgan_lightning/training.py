@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from lcgan_lightning.config import flatten, to_plain
 from lcgan_lightning.config_tree import print_config_tree
 from lcgan_lightning.devices import uses_cuda
 from lcgan_lightning.layout import FAILED, GENERATOR_ONLY, last_ckpt, train_result
+from lcgan_lightning.quiet import capture_output
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +184,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any] | None:
     `skip_if_done`: a run dir holding `train_result.json` is complete and is not trained again.
     `catch_errors`: a failing job writes `failed.json` (error and traceback) instead of raising,
     so the other jobs of a multirun still run; the pipeline reports it by name.
+    `stdout_log`: the job's stdout and stderr go to `<run dir>/stdout.log`, traceback included.
     """
     run_dir = Path(cfg.paths.output_dir)
     done = train_result(run_dir)
@@ -189,15 +192,18 @@ def run_job(cfg: DictConfig) -> dict[str, Any] | None:
         log.info("%s is complete (train_result.json exists): skipped", run_dir)
         return json.loads(done.read_text())
     (run_dir / FAILED).unlink(missing_ok=True)
-    try:
-        return train(cfg)
-    except Exception as err:
-        if not cfg.get("catch_errors"):
-            raise
-        import traceback
+    with capture_output(run_dir / "stdout.log" if cfg.get("stdout_log") else None) as captured:
+        try:
+            return train(cfg)
+        except Exception as err:
+            if not cfg.get("catch_errors"):
+                raise
+            import traceback
 
-        run_dir.mkdir(parents=True, exist_ok=True)
-        failure = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
-        (run_dir / FAILED).write_text(json.dumps(failure, indent=2))
-        log.error("job in %s failed: %s", run_dir, failure["error"])
-        return None
+            run_dir.mkdir(parents=True, exist_ok=True)
+            failure = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+            (run_dir / FAILED).write_text(json.dumps(failure, indent=2))
+            if captured:  # the log ends with the traceback (the pipeline prints its tail)
+                print(failure["traceback"], file=sys.stderr, flush=True)
+            log.error("job in %s failed: %s", run_dir, failure["error"])
+            return None

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "lcgan_lightning.batch": 0,
     "lcgan_lightning.devices": 0,
     "lcgan_lightning.launch_check": 0,
+    "lcgan_lightning.quiet": 0,
     "lcgan_lightning.data": 1,
     "lcgan_lightning.models": 1,
     "lcgan_lightning.selection": 2,
@@ -42,6 +43,7 @@ LAYERS: dict[str, int] = {
     "lcgan_lightning.report": 3,
     "lcgan_lightning.report_wandb": 3,
     "lcgan_lightning.comparison": 3,
+    "lcgan_lightning.console": 3,
     "lcgan_lightning.cli": 4,
 }
 # same layer, but neither may import the other

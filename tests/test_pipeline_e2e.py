@@ -60,6 +60,27 @@ def test_quoting_and_keys() -> None:
     assert (fraction_key(0.025), fraction_key(0.1), fraction_key(1)) == ("0.025", "0.1", "1.0")
 
 
+STAGES = ("data", "judge", "gan", "select", "synthesize", "audit", "seg", "report")
+NOISE = ("💡 Tip", "litlogger", "LeafSpec", "configure_callbacks` will override", "Trainable params", "$ ")
+
+
+def _console_is_quiet_and_complete(run: subprocess.CompletedProcess) -> None:
+    """Captured (not a terminal): one line per stage event and per job, no library noise, the summary."""
+    events = [line.split("] ", 1)[1] for line in run.stdout.splitlines() if line.startswith("[")]
+    for stage in STAGES:
+        assert any(e.startswith(f"{stage}: done in ") for e in events), (stage, events)
+    # jobs of the multi-job stages: 2 subsets x 2 repeats (x 5 variants for seg)
+    for stage, n in (("gan", 4), ("select", 2), ("synthesize", 4), ("audit", 4), ("seg", 20)):
+        done = [e for e in events if e.startswith(f"{stage} ")]
+        assert [e.split(":")[0] for e in done] == [f"{stage} {k}/{n}" for k in range(1, n + 1)], done
+    assert "seg 20/20: n=4 aug=synthetic_only seed=43 done in" in run.stdout
+    for text in NOISE:
+        assert text not in run.stdout + run.stderr, text
+    assert "Table 1 — test DSC" in run.stdout and "Selected generator per subset" in run.stdout
+    assert run.stdout.rstrip().splitlines()[-1].startswith("Report: ")
+    assert len(run.stdout.splitlines()) < 80
+
+
 def _metric_schema(m: dict) -> None:
     assert {"dsc", "binary_dsc", "precision", "recall", "per_class_dsc", "per_class_dsc_present"} <= set(m)
     for k in ("dsc", "binary_dsc", "precision", "recall"):
@@ -74,6 +95,7 @@ def test_tiny_pipeline_end_to_end_and_resume(tiny_run) -> None:
     run_dir, data_dir, first, _ = tiny_run
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert f"Report: {(run_dir / 'report.md').resolve()}" in first.stdout
+    _console_is_quiet_and_complete(first)
 
     # every stage's fixed output: 2 subsets (2 and 4 of the 8 training patients) x 2 repeats (seeds 42, 43)
     lay = RunLayout(run_dir)
@@ -157,6 +179,11 @@ def test_tiny_pipeline_end_to_end_and_resume(tiny_run) -> None:
     }
     assert {p: p.stat().st_mtime_ns for p in [*run_dir.rglob("train_result.json"), *run_dir.rglob("audit.json")]
             } == stamps
+    assert all(f"{s}: skipped (outputs exist)" in second.stdout for s in STAGES[:-1])
+    # each job's full output is in its run dir, a sweep's own lines in the sweep dir
+    job_log = (lay.seg_dir(fracs[0], "gan", 42) / "stdout.log").read_text()
+    assert "test metrics: dsc" in job_log and "Tip" not in job_log
+    assert "Launching 20 jobs locally" in (run_dir / "seg" / "stdout.log").read_text()
     assert state["stages"]["gan"]["status"] == "ran" and state["stages"]["gan"]["wall_s"] > 0
 
 
@@ -206,7 +233,8 @@ def test_pipeline_killed_during_segmentation_gives_the_uninterrupted_results(tin
     assert json.loads((run_dir / "results.json").read_text()) == json.loads(reference)
 
 
-def test_failed_job_is_reported_by_name(tmp_path: Path) -> None:
+def test_failed_job_is_reported_by_name(tmp_path: Path, capsys) -> None:
+    """...with the last 20 lines of its log and the log's path on the console."""
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"stages": ["gan"], "seed": 3, "fractions": [0.1, 0.25],
@@ -217,8 +245,14 @@ def test_failed_job_is_reported_by_name(tmp_path: Path) -> None:
     (ok / "train_result.json").write_text("{}")
     bad.mkdir(parents=True)
     (bad / "failed.json").write_text(json.dumps({"error": "RuntimeError: CUDA out of memory"}))
+    (bad / "stdout.log").write_text("".join(f"log line {i}\n" for i in range(1, 31)))
     assert pipe._collect("gan", [ok, bad]) == [bad]
     assert pipe.failures == ["gan: gan/frac=0.25/seed=3/epochs=2: RuntimeError: CUDA out of memory"]
+    out = capsys.readouterr().out
+    assert "✗ gan: gan/frac=0.25/seed=3/epochs=2 failed: RuntimeError: CUDA out of memory" in out
+    shown = [line.split("│ ", 1)[1] for line in out.splitlines() if "│ " in line]
+    assert shown == [f"log line {i}" for i in range(11, 31)]
+    assert f"log: {bad / 'stdout.log'}" in out
 
 
 def test_paper_settings_without_vgg_weights_stop_before_training(tmp_path: Path) -> None:

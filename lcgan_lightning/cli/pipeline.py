@@ -12,7 +12,8 @@ from omegaconf import DictConfig
 from lcgan_lightning.cli.errors import report_errors
 from lcgan_lightning.config import register_resolvers
 from lcgan_lightning.paths import CONF_DIR
-from lcgan_lightning.pipeline import Pipeline
+from lcgan_lightning.pipeline import Pipeline, PipelineError
+from lcgan_lightning.quiet import console_log_level, quiet_library_noise
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -21,13 +22,18 @@ register_resolvers()
 @hydra.main(config_path=str(CONF_DIR), config_name="pipeline", version_base="1.3")
 @report_errors
 def main(cfg: DictConfig) -> None:
-    """Run or resume every stage; prints where the report is."""
+    """Run or resume every stage; ends with the summary and where the report is."""
+    quiet_library_noise()
+    if not cfg.get("verbose"):  # the console shows the progress; pipeline.log keeps every record
+        console_log_level(logging.WARNING)
     pipeline = Pipeline(cfg, Path(cfg.paths.output_dir))
-    report = pipeline.run()  # a PipelineError is reported by report_errors
-    if pipeline.failures:
-        log.error("finished with failed jobs:\n  %s", "\n  ".join(pipeline.failures))
+    try:
+        report = pipeline.run()
+    except PipelineError as err:  # printed in the console's style (the failed job's log tail is above)
+        log.info("stopped: %s", err)
+        pipeline.console.error(str(err))
         sys.exit(1)
-    print(f"\nReport: {report.resolve()}")
+    pipeline.print_summary(report)
 
 
 if __name__ == "__main__":

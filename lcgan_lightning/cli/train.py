@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from lcgan_lightning.cli.errors import report_errors
 from lcgan_lightning.config import register_resolvers
 from lcgan_lightning.paths import CONF_DIR
+from lcgan_lightning.quiet import quiet_library_noise
 from lcgan_lightning.training import run_job
 
 register_resolvers()
@@ -21,6 +22,7 @@ register_resolvers()
 @report_errors
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns `optimized_metric` (if configured) for hyper-parameter sweepers."""
+    quiet_library_noise()
     summary = run_job(cfg)
     key = cfg.get("optimized_metric")
     if summary is None:  # failed under catch_errors: a sweeper scores it instead of stopping
