@@ -96,6 +96,7 @@ def novel_mask_sheet(path: str | Path, new_masks: np.ndarray, provenance: Sequen
     new mask, and the CT generated for it. ``provenance[i]["source_rows"]`` index `source_masks`."""
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     new_masks, source_masks = np.asarray(new_masks), np.asarray(source_masks)
     picked, seen = [], set()
@@ -124,7 +125,9 @@ def novel_mask_sheet(path: str | Path, new_masks: np.ndarray, provenance: Sequen
                 ax.set_ylabel(labels[r], fontsize=7, rotation=0, ha="right", va="center")
         axes[0][j].set_title(f"{i}: {provenance[i].get('transform', '?')}\n{provenance[i].get('focus_class', '')}",
                              fontsize=6)
+    fig.legend(handles=[Patch(color=c, label=k) for c, k in zip(MASK_COLOURS[1:], CLASS_NAMES[1:], strict=True)],
+               loc="lower center", ncol=5, fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.1, right=0.99, top=0.88, bottom=0.02, wspace=0.03, hspace=0.05)
+    fig.subplots_adjust(left=0.1, right=0.99, top=0.88, bottom=0.06, wspace=0.03, hspace=0.05)
     return save_figure(fig, path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +41,7 @@ from lcgan_lightning.data.synthetic_set import (
 from lcgan_lightning.figures import contact_sheet, novel_mask_sheet, sample_grid
 from lcgan_lightning.metrics import to_json_safe
 from lcgan_lightning.models.generation import generate_set, load_generator, resolve_device
+from lcgan_lightning.selection.novel_check import JUDGE_CHECK, judge_novel_check
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +194,7 @@ def synthesize_novel(
     n: int | None = None,
     bank_seed: int | None = None,
     bank_config: MaskBankConfig | Mapping[str, Any] | None = None,
+    judge: Any = None,
 ) -> dict[str, Any]:
     """New masks from `slices` (the fraction's training masks) and one generated CT per new mask,
     written as a ``novel`` set into `out_dir`; returns the manifest.
@@ -199,6 +202,8 @@ def synthesize_novel(
     n = `per_mask` x len(slices) new masks unless `n` is given (the set then records per_mask
     null). The mask bank uses `bank_seed` (default `seed`) and `bank_config`; the manifest records
     both, the rejection counts by reason and the lesion-position diversity of old and new masks.
+    With a `judge` (a segmenter with ``predict_masks``) the set also gets ``judge_check.json``
+    (`judge_novel_check`: per-class FCN score of CTs from new vs from training masks).
     """
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -252,6 +257,15 @@ def synthesize_novel(
         novel_mask_sheet(out_dir / NOVEL_PREVIEW, made.masks, made.provenance, train, images, previews,
                          title=f"new masks (bank seed {bseed}) beside their source masks, and their CTs")
         write_previews(out_dir, made.masks, images, None, previews)
+    if judge is not None:
+        train_images = generate_set(generator, train, seed, dropout)
+        check = judge_novel_check(judge, images, made.masks, train_images, train,
+                                  np.asarray(slices.images, dtype=np.float32))
+        tmp = out_dir / f".{JUDGE_CHECK}.tmp"
+        tmp.write_text(json.dumps(check, indent=1) + "\n")
+        tmp.replace(out_dir / JUDGE_CHECK)
+        log.info("judge check: FCN score %.4f on CTs of new masks, %.4f on CTs of training masks",
+                 check["new_masks"]["fcn_score"] or float("nan"), check["training_masks"]["fcn_score"] or float("nan"))
     log.info("wrote %d synthetic slices from new masks (%d candidates, rejected %s) to %s",
              len(images), made.attempts, made.rejected, out_dir)
     return read_manifest(out_dir)

@@ -68,8 +68,15 @@ def synthesize_from_config(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(f"masks={masks!r}: train (the training masks) or novel (new masks from the mask bank)")
     novel = cfg.novel
     bank = OmegaConf.to_container(novel.bank, resolve=True) if novel.get("bank") is not None else {}
+    judge = None
+    if cfg.get("judge_ckpt"):
+        from lcgan_lightning.models.generation import resolve_device
+        from lcgan_lightning.models.segmenter import load_segmenter
+
+        device = resolve_device(cfg.device)
+        judge = load_segmenter(str(cfg.judge_ckpt), map_location=device, trust=common["trust"]).to(device)
     return synthesize_novel(checkpoint, slices, out_dir, fraction, n=novel.get("n"), bank_seed=novel.get("seed"),
-                            bank_config=bank, **common)
+                            bank_config=bank, judge=judge, **common)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="synthesize", version_base="1.3")
