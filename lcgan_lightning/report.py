@@ -29,6 +29,13 @@ VARIANT_LABELS: dict[str, str] = {
     "traditional": "+ traditional aug.",
     "both": "+ both",
 }
+PAPER_VARIANTS = tuple(VARIANT_LABELS)  # always in Tables 1-2; the others only when run
+# new masks (mask bank), and k synthetic CTs / new masks per training mask (pipeline augment "A-kK")
+VARIANTS |= {"gan_novel": "gan_novel", "both_novel": "both_novel"}
+VARIANT_LABELS |= {"gan_novel": "+ GAN, new masks", "both_novel": "+ both, new masks"}
+VARIANTS |= {f"{a}-k{k}": f"{a}-k{k}" for a in ("gan", "both", "gan_novel", "both_novel") for k in (2, 4)}
+VARIANT_LABELS |= {f"{a}-k{k}": f"{VARIANT_LABELS[a]} (k={k})" for a in ("gan", "both", "gan_novel", "both_novel")
+                   for k in (2, 4)}
 METRIC_KEYS = ("dsc", "binary_dsc", "precision", "recall")
 CLASS_KEYS = ("per_class_dsc", "per_class_dsc_present")
 
@@ -192,7 +199,8 @@ def _tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:
     def table(metric: str, full_paper: float | None) -> list[str]:
         lines = [head, sep]
         for key, label in VARIANT_LABELS.items():
-            lines += row(label, key, metric)
+            if key in PAPER_VARIANTS or any(results["fractions"][f].get(key) for f in fracs):
+                lines += row(label, key, metric)
         full = _fmt(results["full"][metric])
         lines += [f"| Entire dataset (100 %) | {full}" + (f" / {full_paper:.3f}" if full_paper else "") + " |", ""]
         return lines

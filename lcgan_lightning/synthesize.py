@@ -251,7 +251,7 @@ def synthesize_novel(
         package_version=_package_version(),
         torch_version=torch.__version__,
         device=str(getattr(generator, "device", "cpu")),
-        previews=[NOVEL_PREVIEW, PREVIEW] if previews > 0 else [],
+        previews=([NOVEL_PREVIEW, PREVIEW] + ([SAMPLES] if made.masks.any() else [])) if previews > 0 else [],
     )
     if previews > 0:
         novel_mask_sheet(out_dir / NOVEL_PREVIEW, made.masks, made.provenance, train, images, previews,

@@ -78,7 +78,10 @@ def test_novel_set_is_deterministic_and_records_the_bank(tmp_path, ckpt, train):
     b = _novel(ckpt, train, tmp_path / "b", bank_config=cfg)
     n = len(train)
     assert a["kind"] == "novel" and a["n"] == n and a["per_mask"] == 1 and a["source"] == [None] * n
-    same = lambda m: {k: v for k, v in m.items() if k not in ("created", "previews")}  # noqa: E731
+    def same(m):  # all but the time stamp, the previews list and the mask bank's seconds
+        return {k: v for k, v in m.items() if k not in ("created", "previews")} | {
+            "mask_bank": {k: v for k, v in m["mask_bank"].items() if k != "seconds"}}
+
     assert same(a) == same(b)
     for f in ("images.npy", "masks.npy"):
         assert np.array_equal(np.load(tmp_path / "a" / f), np.load(tmp_path / "b" / f))
@@ -146,3 +149,76 @@ def test_judge_check_compares_new_and_training_masks(tmp_path, ckpt, train):
     present = [c for c, v in check["new_masks"]["per_class_dsc"].items() if v is not None]
     assert present and all(check["difference"]["per_class_dsc"][c] == pytest.approx(0.0) for c in present
                            if check["training_masks"]["per_class_dsc"][c] is not None)
+
+
+def test_datamodule_trains_on_originals_plus_new_mask_pairs(tmp_path, ckpt):
+    from data_helpers import bhsd_cases, write_bhsd
+
+    from lcgan_lightning.data.datamodule import CTSliceDataModule
+    from lcgan_lightning.data.validation import DatasetError
+
+    root = write_bhsd(tmp_path / "bhsd", bhsd_cases(12))
+    args = dict(root=root, image_size=32, batch_size=4, cache_dir=tmp_path / "cache", seed=5, fraction=0.5)
+
+    def dm(**kw):
+        m = CTSliceDataModule(**(args | kw))
+        m.prepare_data()
+        m.setup("fit")
+        return m
+
+    plain = dm()
+    gen = MaskGenerator()
+    gen.image_size = 32
+    synthesize_novel(ckpt, plain.train_slices, tmp_path / "novel", 0.5, seed=1, load_generator=lambda p: gen,
+                     previews=0, per_mask=2)
+    n = len(plain.train_slices)
+    for k in (1, 2):
+        novel = dm(augment="gan_novel", novel_dir=str(tmp_path / "novel"), synthetic_per_mask=k)
+        assert len(novel.train_dataset) == (1 + k) * n
+        batch = next(iter(novel.train_dataloader()))
+        assert batch["image"].shape[1:] == (1, 32, 32)
+    assert len(dm(augment="both_novel", novel_dir=str(tmp_path / "novel")).train_dataset) == 3 * n
+    with pytest.raises(SyntheticSetError, match="novel/manifest.json: its new masks were made from"):
+        dm(augment="gan_novel", novel_dir=str(tmp_path / "novel"), fraction=1.0)
+    with pytest.raises(DatasetError, match="synthetic_per_mask=0"):
+        dm(augment="gan_novel", novel_dir=str(tmp_path / "novel"), synthetic_per_mask=0)
+
+
+def test_pipeline_runs_novel_and_per_mask_variants(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from lcgan_lightning.pipeline import Pipeline, PipelineError
+
+    augments = ["none", "gan", "gan_novel", "gan_novel-k2", "both_novel-k4"]
+    cfg = OmegaConf.create({"seed": 0, "fractions": [0.1], "augments": augments, "synthesize": {"overrides": []},
+                            "seg": {"model": "fcn8s", "max_epochs": 1}, "launcher": "basic", "trainer": "cpu",
+                            "logger": "csv"})
+    pipe = Pipeline(cfg, tmp_path)
+    calls = []
+    monkeypatch.setattr(pipe, "_run_app", lambda module, args, multirun=False: calls.append((module, args)))
+    monkeypatch.setattr(pipe, "judge_ckpt", lambda: "judge.ckpt")
+    assert (pipe.per_mask_needed(novel=False), pipe.per_mask_needed(novel=True)) == (1, 4)
+    assert [str(d.relative_to(tmp_path)) for d in pipe.seg_dirs()][3:] == [
+        "seg/frac=0.1/aug=gan_novel-k2/seed=0", "seg/frac=0.1/aug=both_novel-k4/seed=0"]
+    pipe.layout.selected(0).parent.mkdir(parents=True)
+    pipe.layout.selected(0).write_text(json.dumps({"0.1": {"checkpoint": "g.ckpt"}}))
+    pipe.stage_synthesize()
+    (_, redraw), (_, novel) = calls
+    assert "data.synthetic_per_mask=1" in redraw and "masks=novel" not in redraw
+    assert {"data.synthetic_per_mask=4", "masks=novel", "judge_ckpt='judge.ckpt'"} <= set(novel)
+    assert f"out_dir='{pipe.layout.novel_dir(0.1, 0)}'" in novel
+    calls.clear()
+    pipe.stage_seg()
+    sweeps = {next(a for a in args if a.startswith("data.synthetic_per_mask")): args for _, args in calls}
+    assert set(sweeps) == {"data.synthetic_per_mask=1", "data.synthetic_per_mask=2", "data.synthetic_per_mask=4"}
+    assert "data.augment=none,gan,gan_novel" in sweeps["data.synthetic_per_mask=1"]
+    assert "data.augment=both_novel" in sweeps["data.synthetic_per_mask=4"]
+    assert ("hydra.sweep.subdir='frac=${data.fraction}/aug=${data.augment}-k4/seed=${seed}'"
+            in sweeps["data.synthetic_per_mask=4"])
+    # a set made for fewer images per mask than the augments need is not current
+    pipe.layout.novel_dir(0.1, 0).mkdir(parents=True)
+    (pipe.layout.novel_dir(0.1, 0) / "manifest.json").write_text(json.dumps({"checkpoint": "g.ckpt", "per_mask": 2}))
+    assert not pipe.synthetic_is_current(0.1, 0, novel=True)
+    cfg.augments = ["none", "gan_novel-k3"]
+    with pytest.raises(PipelineError, match=r"augments: \['gan_novel-k3'\] unknown"):
+        Pipeline(cfg, tmp_path / "x").preflight()
