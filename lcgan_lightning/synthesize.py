@@ -264,8 +264,8 @@ def synthesize_novel(
         tmp = out_dir / f".{JUDGE_CHECK}.tmp"
         tmp.write_text(json.dumps(check, indent=1) + "\n")
         tmp.replace(out_dir / JUDGE_CHECK)
-        log.info("judge check: FCN score %.4f on CTs of new masks, %.4f on CTs of training masks",
-                 check["new_masks"]["fcn_score"] or float("nan"), check["training_masks"]["fcn_score"] or float("nan"))
+        log.info("judge check: FCN score %s on CTs of new masks, %s on CTs of training masks",
+                 check["new_masks"]["fcn_score"], check["training_masks"]["fcn_score"])
     log.info("wrote %d synthetic slices from new masks (%d candidates, rejected %s) to %s",
              len(images), made.attempts, made.rejected, out_dir)
     return read_manifest(out_dir)
