@@ -43,6 +43,7 @@ EVAL_RESULT = "eval.json"
 # evaluation reads: an evaluation always reads plain slices (no augmentation, all patients of the split)
 TRAINING_ONLY_DATA_KEYS = {
     "augment": "none", "synthetic_dir": None, "generator_ckpt": None, "augment_online": False,
+    "synthetic_per_mask": 1, "novel_dir": None,
     "fraction": 1.0, "subset_patients": None, "samples_per_epoch": None,
 }
 

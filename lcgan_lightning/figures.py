@@ -87,3 +87,47 @@ def sample_grid(path: str | Path, masks: np.ndarray, real: np.ndarray | None, sy
             ax.set_title(f"{name}: {title}", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path, dpi=110)
+
+
+def novel_mask_sheet(path: str | Path, new_masks: np.ndarray, provenance: Sequence[dict], source_masks: np.ndarray,
+                     images: np.ndarray, n: int = 8, title: str = "") -> Path:
+    """PNG grid, one column per new mask (the first `n`, spread over transforms and classes): the
+    real mask it came from (a transplant's target slice), the donor of a transplanted lesion, the
+    new mask, and the CT generated for it. ``provenance[i]["source_rows"]`` index `source_masks`."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    new_masks, source_masks = np.asarray(new_masks), np.asarray(source_masks)
+    picked, seen = [], set()
+    for i, p in enumerate(provenance):  # first one of each (transform, focus class), then the rest
+        key = (p.get("transform"), p.get("focus_class"))
+        if key not in seen:
+            seen.add(key)
+            picked.append(i)
+    picked = (picked + [i for i in range(len(new_masks)) if i not in picked])[: max(1, n)]
+    labels = ("real mask", "donor", "new mask", "generated")
+    fig = Figure(figsize=(1.3 * len(picked) + 1.2, 1.3 * len(labels) + 0.7), dpi=100)
+    axes = fig.subplots(len(labels), len(picked), squeeze=False)
+    cmap = ListedColormap(MASK_COLOURS[:NUM_CLASSES])
+    for j, i in enumerate(picked):
+        rows = list(provenance[i].get("source_rows", []))
+        panels = [source_masks[rows[0]] if rows else None, source_masks[rows[1]] if len(rows) > 1 else None,
+                  new_masks[i], np.asarray(images[i], dtype=np.float32)]
+        for r, img in enumerate(panels):
+            ax = axes[r][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if img is not None:
+                kind = {"cmap": cmap, "vmin": 0, "vmax": NUM_CLASSES - 1} if r < 3 else {"cmap": "gray", "vmin": -1, "vmax": 1}
+                ax.imshow(img, interpolation="nearest", **kind)
+            if j == 0:
+                ax.set_ylabel(labels[r], fontsize=7, rotation=0, ha="right", va="center")
+        axes[0][j].set_title(f"{i}: {provenance[i].get('transform', '?')}\n{provenance[i].get('focus_class', '')}",
+                             fontsize=6)
+    fig.legend(handles=[Patch(color=c, label=k) for c, k in zip(MASK_COLOURS[1:], CLASS_NAMES[1:], strict=True)],
+               loc="lower center", ncol=5, fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.1, right=0.99, top=0.88, bottom=0.06, wspace=0.03, hspace=0.05)
+    return save_figure(fig, path)

@@ -7,7 +7,9 @@
     <run>/gan/frac=F/seed=S/epochs=E/checkpoints/  LcGAN sweep; epoch=EEE.ckpt are the candidates
     <run>/select/seed=S/                        candidates.json, scores.json, selected.json, contact sheets
     <run>/synthetic/seed=S/frac=F/              synthetic set of the selected generator, its audit.json
-    <run>/seg/frac=F/aug=A/seed=S/              segmentation sweep
+    <run>/synthetic_novel/seed=S/frac=F/        its set of NEW masks (augments gan_novel|both_novel)
+    <run>/seg/frac=F/aug=A/seed=S/              segmentation sweep (A = augment, or augment-kK:
+                                                data.synthetic_per_mask=K, see `variant_parts`)
     <run>/report.md, results.json, figures/     report
 
 S is the repeat's seed (`repeats` in the pipeline: repeat r uses seed + r for its GAN, selection,
@@ -27,6 +29,11 @@ from pathlib import Path
 GAN_SUBDIR = "frac=${data.fraction}/seed=${seed}/epochs=${trainer.max_epochs}"
 SEG_SUBDIR = "frac=${data.fraction}/aug=${data.augment}/seed=${seed}"
 
+
+def seg_subdir(per_mask: int = 1) -> str:
+    """SEG_SUBDIR of a sweep with data.synthetic_per_mask=k: aug=A-kK for k > 1 (`variant_parts`)."""
+    return SEG_SUBDIR if per_mask == 1 else f"frac=${{data.fraction}}/aug=${{data.augment}}-k{per_mask}/seed=${{seed}}"
+
 # Files inside one training run dir.
 TRAIN_RESULT = "train_result.json"
 # Audit of a synthetic set, inside the set's folder (a regenerated set starts without one).
@@ -42,6 +49,17 @@ GENERATOR_ONLY = "generator_only"
 
 _FRAC_PART = re.compile(r"frac=([0-9.eE+-]+)")
 _EPOCHS_PART = re.compile(r"epochs=(\d+)")
+
+
+_VARIANT = re.compile(r"(.+)-k(\d+)")
+
+
+def variant_parts(variant: str) -> tuple[str, int]:
+    """A pipeline augment name -> (data.augment, data.synthetic_per_mask): "gan_novel-k4" ->
+    ("gan_novel", 4); a name without "-kK" has k = 1."""
+    if m := _VARIANT.fullmatch(str(variant)):
+        return m.group(1), int(m.group(2))
+    return str(variant), 1
 
 
 def fraction_key(fraction: float) -> str:
@@ -158,6 +176,15 @@ class RunLayout:
     def audit_runs_dir(self) -> Path:
         """Hydra job folders (config, log, offline W&B run) of the audit stage."""
         return self.synthetic_root / ".audit_runs"
+
+    def novel_dir(self, fraction: float, seed: int) -> Path:
+        """The synthetic set of new masks (mask bank) of one repeat and fraction."""
+        return self.root / "synthetic_novel" / f"seed={int(seed)}" / f"frac={float(fraction)}"
+
+    @property
+    def novel_dir_pattern(self) -> str:
+        """`novel_dir` as a Hydra interpolation over the job's `seed` and `data.fraction`."""
+        return f"{self.root / 'synthetic_novel'}/seed=${{seed}}/frac=${{data.fraction}}"
 
     @property
     def synthetic_dir_pattern(self) -> str:

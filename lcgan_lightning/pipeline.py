@@ -37,10 +37,11 @@ from lcgan_lightning.errors import UserError
 from lcgan_lightning.layout import (
     FAILED,
     GAN_SUBDIR,
-    SEG_SUBDIR,
     RunLayout,
     fraction_key,
+    seg_subdir,
     train_result,
+    variant_parts,
 )
 
 log = logging.getLogger(__name__)
@@ -362,12 +363,14 @@ class Pipeline:
                 for s in self.seeds()]
 
     def synthesize_jobs(self) -> list[Job]:
-        def job(f: float, s: int) -> Job:
-            out = self.layout.synthetic_dir(f, s)
-            return Job(self._label(f, s), out, done="manifest.json", failed=None, skip=self.synthetic_is_current(f, s),
+        def job(f: float, s: int, novel: bool) -> Job:
+            out = (self.layout.novel_dir if novel else self.layout.synthetic_dir)(f, s)
+            label = self._label(f, s, masks="novel") if novel else self._label(f, s)
+            return Job(label, out, done="manifest.json", failed=None, skip=self.synthetic_is_current(f, s, novel),
                        log=str(self._synthesize_run_dir(out) / LOG))
 
-        return [job(f, s) for s in self.seeds() for f in self.fractions()]
+        kinds = [False] + ([True] if self.per_mask_needed(novel=True) else [])
+        return [job(f, s, novel) for s in self.seeds() for f in self.fractions() for novel in kinds]
 
     def audit_jobs(self) -> list[Job]:
         return [Job(self._label(f, s), self.layout.synthetic_dir(f, s), done="audit.json", failed=None,
@@ -385,6 +388,12 @@ class Pipeline:
             )
         if vgg and not Path(vgg).is_file():
             raise PipelineError(f"seg.pretrained_vgg16={vgg}: no such file (torchvision's vgg16-397923af.pth)")
+        from lcgan_lightning.report import VARIANTS
+
+        unknown = [a for a in self.cfg.get("augments") or [] if a not in VARIANTS]
+        if unknown:
+            raise PipelineError(f"augments: {unknown} unknown; use {sorted(VARIANTS)} (A-kK = data.augment A with "
+                                "data.synthetic_per_mask=K)")
         if self.cfg.get("budget", "steps") not in ("steps", "epochs"):
             raise PipelineError(f"budget={self.cfg.budget!r}: steps (same optimiser steps for every variant) or epochs")
         self.check_gpus()
@@ -491,41 +500,63 @@ class Pipeline:
             self._run_app("lcgan_lightning.cli.select", args, multirun=multirun)
         return all(self.layout.selected(s).exists() for s in self.seeds())
 
-    def synthetic_is_current(self, fraction: float, seed: int) -> bool:
-        """The synthetic set exists and was made by the generator the repeat's selected.json names."""
-        manifest = self.layout.synthetic_dir(fraction, seed) / "manifest.json"
+    def per_mask_needed(self, novel: bool) -> int:
+        """Largest data.synthetic_per_mask the augments read from the redraw (novel=False; at
+        least 1: the set is always made) or the novel set (0 = none needed). Sets are
+        prefix-stable, so the largest serves every smaller k."""
+        bases = ("gan_novel", "both_novel") if novel else ("gan", "both")
+        ks = [k for base, k in map(variant_parts, self.cfg.augments) if base in bases]
+        return max(ks, default=0 if novel else 1)
+
+    def synthetic_is_current(self, fraction: float, seed: int, novel: bool = False) -> bool:
+        """The (novel) synthetic set exists, was made by the generator the repeat's selected.json
+        names and holds enough synthetic images per mask."""
+        set_dir = (self.layout.novel_dir if novel else self.layout.synthetic_dir)(fraction, seed)
+        manifest = set_dir / "manifest.json"
         selected = self.layout.selected(seed)
         if not (manifest.exists() and selected.exists()):
             return False
-        made_by = json.loads(manifest.read_text()).get("checkpoint")
+        made = json.loads(manifest.read_text())
+        made_by = made.get("checkpoint")
         chosen = json.loads(selected.read_text())[fraction_key(fraction)]["checkpoint"]
-        if made_by and Path(made_by).resolve() == Path(chosen).resolve():
+        enough = int(made.get("per_mask") or 1) >= self.per_mask_needed(novel)
+        if made_by and Path(made_by).resolve() == Path(chosen).resolve() and enough:
             return True
-        log.info("%s was not made by the selected generator: it will be regenerated", manifest.parent)
+        log.info("%s was not made by the selected generator or holds too few images per mask: it will be "
+                 "regenerated", manifest.parent)
         return False
 
     @staticmethod
     def _synthesize_run_dir(out: Path) -> Path:
         return out.parent / (".hydra_run_" + out.name)
 
+    def synthesize_done(self) -> bool:
+        novel = self.per_mask_needed(novel=True) > 0
+        return all(self.synthetic_is_current(f, s) and (not novel or self.synthetic_is_current(f, s, novel=True))
+                   for f in self.fractions() for s in self.seeds())
+
     def stage_synthesize(self) -> bool:
+        kinds = [False] + ([True] if self.per_mask_needed(novel=True) else [])
         for seed in self.seeds():
             selected = json.loads(self.layout.selected(seed).read_text())
             for f in self.fractions():
-                if self.synthetic_is_current(f, seed):
-                    continue
-                out = self.layout.synthetic_dir(f, seed)
-                place, multirun = self._single_job(self._synthesize_run_dir(out))
-                args = [
-                    f"checkpoint={quoted(selected[fraction_key(f)]['checkpoint'])}",
-                    "overwrite=true",
-                    f"data.fraction={f!r}",
-                    f"out_dir={quoted(out)}",
-                    f"seed={seed}",
-                    *place,
-                    *list(self.cfg.synthesize.get("overrides") or []),
-                ]
-                self._run_app("lcgan_lightning.cli.synthesize", args, multirun=multirun)
+                for novel in kinds:
+                    if self.synthetic_is_current(f, seed, novel):
+                        continue
+                    out = (self.layout.novel_dir if novel else self.layout.synthetic_dir)(f, seed)
+                    place, multirun = self._single_job(self._synthesize_run_dir(out))
+                    args = [
+                        f"checkpoint={quoted(selected[fraction_key(f)]['checkpoint'])}",
+                        "overwrite=true",
+                        f"data.fraction={f!r}",
+                        f"data.synthetic_per_mask={self.per_mask_needed(novel)}",
+                        f"out_dir={quoted(out)}",
+                        f"seed={seed}",
+                        *place,
+                        *(["masks=novel", f"judge_ckpt={quoted(self.judge_ckpt())}"] if novel else []),
+                        *list(self.cfg.synthesize.get("overrides") or []),
+                    ]
+                    self._run_app("lcgan_lightning.cli.synthesize", args, multirun=multirun)
         return True
 
     def audit_is_current(self, fraction: float, seed: int) -> bool:
@@ -550,21 +581,27 @@ class Pipeline:
         return all(self.audit_is_current(f, s) for s in self.seeds() for f in self.fractions())
 
     def stage_seg(self) -> bool:
-        args = [
-            *self._seg_model_args(),
-            f"data.fraction={','.join(repr(f) for f in self.fractions())}",
-            f"data.augment={','.join(self.cfg.augments)}",
-            f"seed={','.join(str(s) for s in self.seeds())}",
-            "data.synthetic_dir=" + quoted(self.layout.synthetic_dir_pattern),
-            f"data.samples_per_epoch={'original' if self.cfg.get('budget', 'steps') == 'steps' else 'null'}",
-            f"trainer.max_epochs={self.cfg.seg.max_epochs}",
-            "task_name=seg",
-            *self._launcher_args(),
-            f"hydra.sweep.dir={quoted(self.layout.seg_sweep_dir)}",
-            f"hydra.sweep.subdir={quoted(SEG_SUBDIR)}",
-            *self._train_args(self.cfg.seg),
-        ]
-        self._run_app("lcgan_lightning.cli.train", args, multirun=True)
+        by_k: dict[int, list[str]] = {}  # one multirun per data.synthetic_per_mask
+        for base, k in map(variant_parts, self.cfg.augments):
+            by_k.setdefault(k, []).append(base)
+        for k, bases in sorted(by_k.items()):
+            args = [
+                *self._seg_model_args(),
+                f"data.fraction={','.join(repr(f) for f in self.fractions())}",
+                f"data.augment={','.join(bases)}",
+                f"seed={','.join(str(s) for s in self.seeds())}",
+                "data.synthetic_dir=" + quoted(self.layout.synthetic_dir_pattern),
+                "data.novel_dir=" + quoted(self.layout.novel_dir_pattern),
+                f"data.synthetic_per_mask={k}",
+                f"data.samples_per_epoch={'original' if self.cfg.get('budget', 'steps') == 'steps' else 'null'}",
+                f"trainer.max_epochs={self.cfg.seg.max_epochs}",
+                "task_name=seg",
+                *self._launcher_args(),
+                f"hydra.sweep.dir={quoted(self.layout.seg_sweep_dir)}",
+                f"hydra.sweep.subdir={quoted(seg_subdir(k))}",
+                *self._train_args(self.cfg.seg),
+            ]
+            self._run_app("lcgan_lightning.cli.train", args, multirun=True)
         return not self._collect("seg", self.seg_dirs())
 
     def stage_report(self) -> bool:
@@ -604,7 +641,7 @@ class Pipeline:
                         self.stage_select, self.select_jobs)
             self._stage(
                 "synthesize",
-                all(self.synthetic_is_current(f, s) for f in self.fractions() for s in self.seeds()),
+                self.synthesize_done(),
                 self.stage_synthesize,
                 self.synthesize_jobs,
             )

@@ -32,6 +32,13 @@ VARIANT_LABELS: dict[str, str] = {
     "both": "+ both",
     "synthetic_only": "Synthetic only (TSTR)",
 }
+PAPER_VARIANTS = tuple(VARIANT_LABELS)  # always in Tables 1-2; the others only when run
+# new masks (mask bank), and k synthetic CTs / new masks per training mask (pipeline augment "A-kK")
+VARIANTS |= {"gan_novel": "gan_novel", "both_novel": "both_novel"}
+VARIANT_LABELS |= {"gan_novel": "+ GAN, new masks", "both_novel": "+ both, new masks"}
+VARIANTS |= {f"{a}-k{k}": f"{a}-k{k}" for a in ("gan", "both", "gan_novel", "both_novel") for k in (2, 4)}
+VARIANT_LABELS |= {f"{a}-k{k}": f"{VARIANT_LABELS[a]} (k={k})" for a in ("gan", "both", "gan_novel", "both_novel")
+                   for k in (2, 4)}
 METRIC_KEYS = ("dsc", "binary_dsc", "precision", "recall")
 AUDIT_COLUMNS = {  # audit_summary key -> column title
     "copy_rate_feature": "copy rate (cosine)",
@@ -285,7 +292,7 @@ def _tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:
     def table(metric: str, full_paper: float | None) -> list[str]:
         lines = [head, sep]
         for key, label in VARIANT_LABELS.items():
-            if any(key in results["fractions"][f] for f in fracs):  # variants the run has
+            if key in PAPER_VARIANTS or any(results["fractions"][f].get(key) for f in fracs):  # + variants the run has
                 lines += row(label, key, metric)
         full = _fmt(results["full"][metric])
         lines += [f"| Entire dataset (100 %) | {full}" + (f" / {full_paper:.3f}" if full_paper else "") + " |", ""]

@@ -64,6 +64,7 @@ def test_gan_from_disk_reorders_to_training_order_and_both_triples(tmp_path):
         "patient": "p2",
         "volume": "p2_v",
         "slice": 1,
+        "copy": 0,
     }
     (gan,) = build_extra_train_sets("gan", s, synthetic_dir=tmp_path / "syn")
     assert len(gan) == len(s)
@@ -189,3 +190,50 @@ def test_gan_generated_from_a_real_lcgan_checkpoint(tmp_path):
     # in memory == what lcgan-synthesize writes for the same checkpoint and seed
     on_disk = generate_set(load_generator(ckpt), s.masks, 5)
     assert np.array_equal(a.slices.images, on_disk)
+
+
+def test_gan_reads_k_copies_per_mask_and_prefixes_and_version1_sets(tmp_path):
+    s = make_slices()
+    img = fake_synthetic_images(s)
+    rev = np.arange(len(s))[::-1]  # rows in any order within a copy
+    rows = s.select(np.concatenate([rev, rev]))
+    write_synthetic_set(tmp_path / "k2", np.concatenate([img[rev], -img[rev]]), rows.masks, rows,
+                        copies=np.repeat([0, 1], len(s)))
+    assert json.loads((tmp_path / "k2/manifest.json").read_text())["per_mask"] == 2
+    (two,) = build_extra_train_sets("gan", s, synthetic_dir=tmp_path / "k2", per_mask=2)
+    assert len(two) == 12 and np.array_equal(two.slices.images, np.concatenate([img, -img]))
+    assert np.array_equal(two.slices.masks, np.concatenate([s.masks, s.masks]))
+    (one,) = build_extra_train_sets("gan", s, synthetic_dir=tmp_path / "k2", per_mask=1)
+    assert np.array_equal(one.slices.images, img)  # the first copy = the k=1 set
+    with pytest.raises(SyntheticSetError, match=r"k2/manifest.json: holds 2 .*synthetic_per_mask=3"):
+        build_extra_train_sets("gan", s, synthetic_dir=tmp_path / "k2", per_mask=3)
+    # a version-1 manifest (no kind, per_mask, copy) is still read, as one copy
+    d = _full(tmp_path, s)
+    m = json.loads((d / "manifest.json").read_text())
+    m.update(version=1, source=[{k: v for k, v in r.items() if k != "copy"} for r in m["source"]])
+    del m["kind"], m["per_mask"]
+    (d / "manifest.json").write_text(json.dumps(m))
+    (old,) = build_extra_train_sets("gan", s, synthetic_dir=d)
+    assert np.array_equal(old.slices.images, img)
+    with pytest.raises(SyntheticSetError, match="holds 1 synthetic"):
+        build_extra_train_sets("gan", s, synthetic_dir=d, per_mask=2)
+    # a redraw set may not have rows without a source slice
+    m["source"][0] = None
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(SyntheticSetError, match="malformed manifest.*novel sets only"):
+        read_synthetic_set(d)
+
+
+def test_gan_in_memory_k_copies_match_the_disk_seeds(monkeypatch, tmp_path):
+    from lcgan_lightning.models.generation import checkpoint_image_source, row_seed
+
+    s = make_slices(n=3)
+    fake = FakeGenerator()
+    monkeypatch.setattr(
+        generation_module, "load_generator", lambda path, map_location="cpu", trust=False: fake
+    )
+    (gan,) = build_extra_train_sets("gan", s, image_source=checkpoint_image_source(tmp_path / "g"), seed=7,
+                                    per_mask=2)
+    assert len(gan) == 6
+    assert [c[1] for c in fake.calls] == [row_seed(7, i, c) for c in range(2) for i in range(3)]
+    assert row_seed(7, 1, 0) == row_seed(7, 1) and len({row_seed(7, 1, c) for c in range(4)}) == 4

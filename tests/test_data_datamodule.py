@@ -75,8 +75,8 @@ def test_online_augmentation(root, tmp_path):
 def test_augment_hook_concatenates(root, tmp_path, monkeypatch):
     calls = []
 
-    def build_extra_train_sets(augment, train_slices, synthetic_dir, image_source, seed):
-        calls.append((augment, len(train_slices), synthetic_dir, image_source, seed))
+    def build_extra_train_sets(augment, train_slices, synthetic_dir, image_source, seed, per_mask, novel_dir):
+        calls.append((augment, len(train_slices), synthetic_dir, image_source, seed, per_mask, novel_dir))
         return [SliceDataset(train_slices)]
 
     fake = types.ModuleType("lcgan_lightning.data.augment_sets")
@@ -84,7 +84,7 @@ def test_augment_hook_concatenates(root, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "lcgan_lightning.data.augment_sets", fake)
     dm = _dm(root, tmp_path, augment="traditional", synthetic_dir="S", generator_ckpt="G")
     n = len(dm.train_slices)
-    assert calls == [("traditional", n, "S", None, 5)]  # no model loaded by the data layer
+    assert calls == [("traditional", n, "S", None, 5, 1, None)]  # no model loaded by the data layer
     assert len(dm.train_dataset) == 2 * n
 
 

@@ -60,8 +60,11 @@ def test_synthesize_writes_the_augment_set_and_regenerates_bit_for_bit(tmp_path,
     assert on_disk == manifest
     assert manifest["checkpoint_sha256"] == sha256_file(ckpt)
     assert (manifest["fraction"], manifest["seed"], manifest["dropout"], manifest["image_size"]) == (0.1, 7, True, 16)
-    assert manifest["source"][:2] == [{"patient": "p0", "volume": "p0_s0", "slice": 0},
-                                      {"patient": "p1", "volume": "p1_s0", "slice": 0}]
+    assert manifest["source"][:2] == [{"patient": "p0", "volume": "p0_s0", "slice": 0, "copy": 0},
+                                      {"patient": "p1", "volume": "p1_s0", "slice": 0, "copy": 0}]
+    assert (manifest["version"], manifest["kind"], manifest["per_mask"]) == (2, "redraw", 1)
+    # k=1 is today's set bit for bit: row i seeded by SeedSequence([seed, i])
+    assert np.array_equal(images, generate_set(NoisyGenerator(), train.masks, seed=7))
     for key in ("created", "package_version", "checkpoint"):
         assert manifest[key]
     assert (tmp_path / "syn/previews/preview.png").is_file()
@@ -93,3 +96,23 @@ def test_synthesize_errors(tmp_path, ckpt):
         synthesize(tmp_path / "nope.ckpt", slices, tmp_path / "o", 0.1, load_generator=_loader)
     with pytest.raises(ValueError, match="nothing to synthesize"):
         synthesize(ckpt, slices.for_patients([]), tmp_path / "o", 0.1, load_generator=_loader)
+
+
+def test_k_copies_per_mask_are_distinct_prefix_stable_and_regenerate(tmp_path, ckpt):
+    data = _slices()
+    train = data.for_patients(["p0", "p1", "p3"])  # 6 rows
+    one = synthesize(ckpt, train, tmp_path / "k1", 0.1, seed=7, previews=0, load_generator=_loader)
+    four = synthesize(ckpt, train, tmp_path / "k4", 0.1, seed=7, previews=0, load_generator=_loader, per_mask=4)
+    img1, img4 = np.load(tmp_path / "k1/images.npy"), np.load(tmp_path / "k4/images.npy")
+    masks4 = np.load(tmp_path / "k4/masks.npy")
+    assert img4.shape == (24, 16, 16) and four["n"] == 24 and four["per_mask"] == 4 and one["per_mask"] == 1
+    assert [r["copy"] for r in four["source"]] == [c for c in range(4) for _ in range(6)]
+    assert four["source"][6] == {**one["source"][0], "copy": 1}
+    assert np.array_equal(img4[:6], img1)  # copy 0 = the k=1 set
+    assert np.array_equal(masks4, np.concatenate([train.masks] * 4))
+    blocks = img4.reshape(4, 6, -1)
+    assert all(not np.array_equal(blocks[a], blocks[b]) for a in range(4) for b in range(a + 1, 4))
+    again, again_masks = regenerate_from_manifest(tmp_path / "k4/manifest.json", data, load_generator=_loader)
+    assert np.array_equal(again, img4) and np.array_equal(again_masks, masks4)
+    with pytest.raises(ValueError, match="synthetic_per_mask=0"):
+        synthesize(ckpt, train, tmp_path / "k0", 0.1, load_generator=_loader, per_mask=0)

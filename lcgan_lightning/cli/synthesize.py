@@ -1,6 +1,9 @@
-"""`lcgan-synthesize`: one synthetic CT per training mask of a fraction, from one generator.
+"""`lcgan-synthesize`: k synthetic CTs per training mask of a fraction, or one per NEW mask made
+from those masks by the mask bank, from one generator.
 
     lcgan-synthesize checkpoint=<gen.ckpt> data.fraction=0.1 splits_path=<run>/splits.json out_dir=<dir>
+    lcgan-synthesize ... data.synthetic_per_mask=4                 # 4 CTs per training mask
+    lcgan-synthesize ... masks=novel data.synthetic_per_mask=2     # 2 new masks per training mask
 
 Writes `<out_dir>/images.npy`, `masks.npy`, `manifest.json`, `previews/`. See `conf/synthesize.yaml`.
 """
@@ -14,7 +17,7 @@ from typing import Any
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lcgan_lightning.cli.errors import report_errors
 from lcgan_lightning.config import register_resolvers
@@ -44,7 +47,7 @@ def resolve_checkpoint(cfg: DictConfig, fraction: float) -> str:
 def synthesize_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Load the fraction's training slices and write the synthetic set; returns the manifest."""
     from lcgan_lightning.data.datamodule import open_datamodule
-    from lcgan_lightning.synthesize import synthesize
+    from lcgan_lightning.synthesize import synthesize, synthesize_novel
 
     fraction = float(cfg.data.fraction)
     out_dir = Path(cfg.out_dir)
@@ -56,8 +59,25 @@ def synthesize_from_config(cfg: DictConfig) -> dict[str, Any]:
     if cfg.lesion_only:
         keep = np.asarray(slices.masks).reshape(len(slices), -1).max(1) > 0
         slices = slices.select(keep)
-    return synthesize(checkpoint, slices, out_dir, fraction, seed=cfg.seed, dropout=cfg.dropout, previews=cfg.previews,
-                      device=cfg.device, trust=bool(cfg.get("trust_checkpoint", False)))
+    common = dict(seed=cfg.seed, dropout=cfg.dropout, previews=cfg.previews, device=cfg.device,
+                  trust=bool(cfg.get("trust_checkpoint", False)),
+                  per_mask=int(cfg.data.get("synthetic_per_mask", 1)))
+    masks = cfg.get("masks", "train")
+    if masks == "train":
+        return synthesize(checkpoint, slices, out_dir, fraction, **common)
+    if masks != "novel":
+        raise ValueError(f"masks={masks!r}: train (the training masks) or novel (new masks from the mask bank)")
+    novel = cfg.novel
+    bank = OmegaConf.to_container(novel.bank, resolve=True) if novel.get("bank") is not None else {}
+    judge = None
+    if cfg.get("judge_ckpt"):
+        from lcgan_lightning.models.generation import resolve_device
+        from lcgan_lightning.models.segmenter import load_segmenter
+
+        device = resolve_device(cfg.device)
+        judge = load_segmenter(str(cfg.judge_ckpt), map_location=device, trust=common["trust"]).to(device)
+    return synthesize_novel(checkpoint, slices, out_dir, fraction, n=novel.get("n"), bank_seed=novel.get("seed"),
+                            bank_config=bank, judge=judge, **common)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="synthesize", version_base="1.3")

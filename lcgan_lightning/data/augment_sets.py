@@ -8,8 +8,12 @@ training set; train on synthetic, test on real):
 * ``none``        → []
 * ``traditional`` → one transformed copy of every training slice
   (:func:`lcgan_lightning.data.augment.make_traditional_set`, seeded) — training set ×2
-* ``gan``         → one synthetic CT per training mask — training set ×2
-* ``both``        → both of the above — training set ×3
+* ``gan``         → ``per_mask`` synthetic CTs per training mask — training set ×(1 + k)
+* ``both``        → both of the above — training set ×(2 + k)
+* ``gan_novel``   → synthetic CTs of k x N NEW masks (a ``novel`` set, ``novel_dir``) — ×(1 + k)
+* ``both_novel``  → ``gan_novel`` + ``traditional`` — ×(2 + k)
+
+(k = ``data.synthetic_per_mask``, default 1.)
 
 GAN images come from a synthetic set on disk (:mod:`lcgan_lightning.data.synthetic_set`) when
 ``synthetic_dir`` is set; otherwise from ``image_source(masks, seed)``, a function the caller
@@ -28,11 +32,7 @@ from torch.utils.data import Dataset
 
 from lcgan_lightning.constants import AUGMENT_CHOICES
 from lcgan_lightning.data.slices import SliceDataset, SliceSet
-from lcgan_lightning.data.synthetic_set import (
-    SyntheticSetError,
-    match_synthetic_set,
-    read_synthetic_set,
-)
+from lcgan_lightning.data.synthetic_set import SyntheticSetError, load_synthetic_rows
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +45,29 @@ def gan_slices(
     synthetic_dir: str | Path | None = None,
     image_source: ImageSource | None = None,
     seed: int = 0,
+    per_mask: int = 1,
 ) -> SliceSet:
-    """One synthetic partner per training slice: from a set on disk (preferred), else from `image_source`."""
+    """`per_mask` synthetic partners per training slice (copy-major): from a set on disk
+    (preferred), else from `image_source` (copy c > 0 as ``image_source(masks, seed, copy=c)``)."""
     if synthetic_dir:
-        return match_synthetic_set(read_synthetic_set(synthetic_dir), train_slices, str(synthetic_dir))
+        return load_synthetic_rows(synthetic_dir, train_slices, per_mask, kind="redraw")
     if image_source is not None:
         masks = np.asarray(train_slices.masks)
-        return train_slices.with_arrays(image_source(masks, int(seed)), masks.copy())
+        images = [image_source(masks, int(seed), **({"copy": c} if c else {})) for c in range(int(per_mask))]
+        return train_slices.select(np.tile(np.arange(len(masks)), int(per_mask))).with_arrays(
+            np.concatenate(images), np.concatenate([masks] * int(per_mask)))
     raise SyntheticSetError(
         "data.augment needs GAN images: set data.synthetic_dir (a folder written by lcgan-synthesize) "
         "or data.generator_ckpt (an LcGAN checkpoint to generate from)"
     )
+
+
+def novel_slices(train_slices: SliceSet, novel_dir: str | Path | None, per_mask: int = 1) -> SliceSet:
+    """Synthetic pairs of new masks: the first per_mask x N rows of the novel set in `novel_dir`."""
+    if not novel_dir:
+        raise SyntheticSetError("data.augment=gan_novel|both_novel needs data.novel_dir (a folder written by "
+                                "lcgan-synthesize masks=novel)")
+    return load_synthetic_rows(novel_dir, train_slices, per_mask, kind="novel")
 
 
 def traditional_slices(train_slices: SliceSet, seed: int) -> SliceSet:
@@ -72,14 +84,18 @@ def build_extra_train_sets(
     synthetic_dir: str | Path | None = None,
     image_source: ImageSource | None = None,
     seed: int = 0,
+    per_mask: int = 1,
+    novel_dir: str | Path | None = None,
 ) -> list[Dataset]:
     """Datasets appended after the original training slices for ``augment`` (module docstring)."""
     if augment not in AUGMENT_CHOICES or augment == "synthetic_only":
         raise ValueError(f"augment={augment!r} is not one of {AUGMENT_CHOICES[:-1]}")
     extras: list[tuple[str, SliceSet]] = []
     if augment in ("gan", "both"):
-        extras.append(("gan", gan_slices(train_slices, synthetic_dir, image_source, seed)))
-    if augment in ("traditional", "both"):
+        extras.append(("gan", gan_slices(train_slices, synthetic_dir, image_source, seed, per_mask)))
+    if augment in ("gan_novel", "both_novel"):
+        extras.append(("gan_novel", novel_slices(train_slices, novel_dir, per_mask)))
+    if augment in ("traditional", "both", "both_novel"):
         extras.append(("traditional", traditional_slices(train_slices, seed)))
     total = len(train_slices) + sum(len(s) for _, s in extras)
     log.info(

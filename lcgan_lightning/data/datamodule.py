@@ -112,6 +112,8 @@ class CTSliceDataModule(pl.LightningDataModule):
         augment: str = "none",
         synthetic_dir: str | None = None,
         generator_ckpt: str | None = None,
+        synthetic_per_mask: int = 1,
+        novel_dir: str | None = None,
         augment_online: bool = False,
         cache_dir: str | os.PathLike | None = None,
         splits_path: str | os.PathLike | None = None,
@@ -167,6 +169,11 @@ class CTSliceDataModule(pl.LightningDataModule):
         self.augment = augment
         self.synthetic_dir = synthetic_dir
         self.generator_ckpt = generator_ckpt
+        if not (isinstance(synthetic_per_mask, int) and synthetic_per_mask >= 1):
+            raise DatasetError(f"data.synthetic_per_mask={synthetic_per_mask!r}: synthetic images per training "
+                               "mask, an integer >= 1")
+        self.synthetic_per_mask = int(synthetic_per_mask)
+        self.novel_dir = novel_dir
         # generates GAN images from masks when there is no synthetic_dir (lcgan-train builds it from
         # generator_ckpt: the data layer itself never loads a model)
         self.image_source = image_source
@@ -204,7 +211,8 @@ class CTSliceDataModule(pl.LightningDataModule):
                 "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
                 "splits_path": None if self.splits_path is None else str(self.splits_path),
                 "augment": self.augment, "synthetic_dir": self.synthetic_dir,
-                "generator_ckpt": self.generator_ckpt, "augment_online": self.augment_online,
+                "generator_ckpt": self.generator_ckpt, "synthetic_per_mask": self.synthetic_per_mask,
+                "novel_dir": self.novel_dir, "augment_online": self.augment_online,
                 "label_map": self.label_map, "multi_label_slices": self.multi_label_slices,
                 "on_defect": self.on_defect, "phantom": self.phantom}
 
@@ -257,7 +265,8 @@ class CTSliceDataModule(pl.LightningDataModule):
             from lcgan_lightning.data.augment_sets import build_extra_train_sets
 
             extras = build_extra_train_sets(self.augment, self.train_slices, self.synthetic_dir,
-                                            self.image_source, self.sample_seed)
+                                            self.image_source, self.sample_seed,
+                                            per_mask=self.synthetic_per_mask, novel_dir=self.novel_dir)
             train = ConcatDataset([train, *extras])
         self.train_dataset = train
         self.val_dataset = fixed_subset(SliceDataset(self.val_slices), self.val_samples)

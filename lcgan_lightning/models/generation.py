@@ -34,9 +34,14 @@ def resolve_device(device: str | None) -> str:
 
 
 
-def row_seed(seed: int, row: int) -> int:
-    """Seed of one generated image: independent of batch size and of the other rows."""
-    return int(np.random.SeedSequence([int(seed), int(row)]).generate_state(1)[0])
+def row_seed(seed: int, row: int, copy: int = 0) -> int:
+    """Seed of one generated image: independent of batch size and of the other rows.
+
+    ``copy`` c > 0 is the c-th further image of the same mask (``data.synthetic_per_mask``):
+    SeedSequence([seed, row, c]); copy 0 keeps the original SeedSequence([seed, row]).
+    """
+    key = [int(seed), int(row)] + ([int(copy)] if copy else [])
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
 @torch.no_grad()
@@ -58,13 +63,14 @@ def generate_rows(generator: Any, masks: Tensor | np.ndarray, seeds: Sequence[in
     return torch.cat(out) if out else torch.empty(0, 1, size, size)
 
 
-def generate_set(generator: Any, masks: np.ndarray, seed: int, dropout: bool = True, chunk: int = 256) -> np.ndarray:
-    """float16 [N,H,W] synthetic images for masks [N,H,W], row i seeded by row_seed(seed, i)."""
+def generate_set(generator: Any, masks: np.ndarray, seed: int, dropout: bool = True, chunk: int = 256,
+                 copy: int = 0) -> np.ndarray:
+    """float16 [N,H,W] synthetic images for masks [N,H,W], row i seeded by row_seed(seed, i, copy)."""
     masks = np.asarray(masks)
     out = np.empty(masks.shape, dtype=np.float16)
     for start in range(0, len(masks), chunk):
         stop = min(start + chunk, len(masks))
-        seeds = [row_seed(seed, i) for i in range(start, stop)]
+        seeds = [row_seed(seed, i, copy) for i in range(start, stop)]
         imgs = generate_rows(generator, masks[start:stop].astype(np.int64), seeds, dropout)
         out[start:stop] = imgs[:, 0].clamp(-1, 1).numpy().astype(np.float16)
     return out
@@ -128,14 +134,15 @@ def load_generator(ckpt_path: str | Path, map_location: Any = "cpu", norm_stats:
 
 def checkpoint_image_source(ckpt_path: str | Path, device: str | torch.device | None = None,
                             trust: bool = False):
-    """A `(masks, seed) -> float16 images` function generating from an LcGAN checkpoint, as
-    `generate_set` does (row i seeded by row_seed(seed, i), dropout on); for `data.generator_ckpt`.
+    """A `(masks, seed, copy=0) -> float16 images` function generating from an LcGAN checkpoint, as
+    `generate_set` does (row i seeded by row_seed(seed, i, copy), dropout on); for
+    `data.generator_ckpt`.
 
     The generator is loaded on first use, on the current CUDA device when there is one; `trust`
     is `load_generator`'s (the `trust_checkpoint` setting).
     """
 
-    def generate(masks: np.ndarray, seed: int) -> np.ndarray:
+    def generate(masks: np.ndarray, seed: int, copy: int = 0) -> np.ndarray:
         dev = device or (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
         gen = load_generator(ckpt_path, map_location=dev, trust=trust)
         if masks.shape[-1] != gen.image_size or masks.shape[-2] != gen.image_size:
@@ -143,6 +150,6 @@ def checkpoint_image_source(ckpt_path: str | Path, device: str | torch.device | 
                 f"{ckpt_path}: generator makes {gen.image_size}² images, training masks are "
                 f"{masks.shape[-2]}×{masks.shape[-1]} (data.image_size must match the GAN's)"
             )
-        return generate_set(gen, np.asarray(masks), int(seed), dropout=True)
+        return generate_set(gen, np.asarray(masks), int(seed), dropout=True, copy=int(copy))
 
     return generate
