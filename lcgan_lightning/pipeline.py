@@ -179,7 +179,7 @@ class Pipeline:
         launcher = self.cfg.get("launcher", "basic")
         args = [f"hydra/launcher={launcher}"]
         if launcher == "ray_gpus":
-            cpus = self.cfg.get("cpus_per_job") or int(self.cfg.data.get("num_workers") or 0) + 1
+            cpus = self.cfg.get("cpus_per_job") or int((self.cfg.get("data") or {}).get("num_workers") or 0) + 1
             args += [f"hydra.launcher.ray.remote.num_gpus={self.cfg.get('gpus_per_job', 1)}",
                      f"hydra.launcher.ray.remote.num_cpus={cpus}"]
         return args
@@ -197,11 +197,12 @@ class Pipeline:
             "++trainer.enable_progress_bar=false",
             "++trainer.enable_model_summary=false",
         ]
+        data = self.cfg.get("data") or {}
         return [
             f"trainer={self.cfg.trainer}",
             # the run's data config wins over a GPU trainer config's loader settings
-            f"data.num_workers={int(self.cfg.data.get('num_workers') or 0)}",
-            f"data.pin_memory={str(bool(self.cfg.data.get('pin_memory'))).lower()}",
+            f"data.num_workers={int(data.get('num_workers') or 0)}",
+            f"data.pin_memory={str(bool(data.get('pin_memory'))).lower()}",
             f"logger={self.cfg.logger}",
             "callbacks=none",
             "skip_if_done=true",
