@@ -25,6 +25,8 @@ from lcgan_lightning.constants import LESION_CLASSES
 from lcgan_lightning.data.slices import SliceSet
 from lcgan_lightning.data.synthetic_set import (
     SyntheticSetError,
+    load_synthetic_rows,
+    manifest_kind,
     match_synthetic_set,
     read_manifest,
     read_synthetic_set,
@@ -48,9 +50,13 @@ def checked_set(set_dir: str | Path, train_slices: SliceSet, lesion_only: bool =
     d = Path(set_dir)
     synthetic = read_synthetic_set(d)  # missing files, malformed manifest, dtypes, shapes
     manifest = read_manifest(d)
+    if manifest_kind(manifest) == "novel":  # new masks: no training slice of their own to match
+        return synthetic, manifest
     expected = train_slices
     if lesion_only:
         expected = train_slices.select(np.asarray(train_slices.masks).reshape(len(train_slices), -1).max(1) > 0)
+    if int(manifest.get("per_mask") or 1) > 1:  # k copies per mask: the first copy is audited
+        return load_synthetic_rows(d, expected, 1, "redraw"), manifest
     return match_synthetic_set(synthetic, expected, str(d)), manifest
 
 

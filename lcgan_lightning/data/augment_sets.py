@@ -89,7 +89,7 @@ def build_extra_train_sets(
 ) -> list[Dataset]:
     """Datasets appended after the original training slices for ``augment`` (module docstring)."""
     if augment not in AUGMENT_CHOICES or augment == "synthetic_only":
-        raise ValueError(f"augment={augment!r} is not one of {AUGMENT_CHOICES[:-1]}")
+        raise ValueError(f"augment={augment!r} is not one of {tuple(a for a in AUGMENT_CHOICES if a != 'synthetic_only')}")
     extras: list[tuple[str, SliceSet]] = []
     if augment in ("gan", "both"):
         extras.append(("gan", gan_slices(train_slices, synthetic_dir, image_source, seed, per_mask)))

@@ -257,7 +257,8 @@ class CTSliceDataModule(pl.LightningDataModule):
         if self.augment == "synthetic_only":  # train on synthetic, test on real (TSTR)
             from lcgan_lightning.data.augment_sets import gan_slices
 
-            synthetic = gan_slices(self.train_slices, self.synthetic_dir, self.image_source, self.sample_seed)
+            synthetic = gan_slices(self.train_slices, self.synthetic_dir, self.image_source, self.sample_seed,
+                                   self.synthetic_per_mask)
             log.info("segmenter training set (augment=synthetic_only): %d synthetic slices, no original",
                      len(synthetic))
             train = SliceDataset(synthetic, transform=transform)
