@@ -32,7 +32,7 @@ VARIANT_LABELS: dict[str, str] = {
     "both": "+ both",
     "synthetic_only": "Synthetic only (TSTR)",
 }
-PAPER_VARIANTS = tuple(VARIANT_LABELS)  # always in Tables 1-2; the others only when run
+PAPER_VARIANTS = ("original", "gan", "traditional", "both")  # always in Tables 1-2; the others only when run
 # new masks (mask bank), and k synthetic CTs / new masks per training mask (pipeline augment "A-kK")
 VARIANTS |= {"gan_novel": "gan_novel", "both_novel": "both_novel"}
 VARIANT_LABELS |= {"gan_novel": "+ GAN, new masks", "both_novel": "+ both, new masks"}
