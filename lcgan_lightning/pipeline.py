@@ -199,11 +199,11 @@ class Pipeline:
         ]
         data = self.cfg.get("data") or {}
         return [
-            f"trainer={self.cfg.trainer}",
+            f"trainer={self.cfg.job_trainer}",
             # the run's data config wins over a GPU trainer config's loader settings
             f"data.num_workers={int(data.get('num_workers') or 0)}",
             f"data.pin_memory={str(bool(data.get('pin_memory'))).lower()}",
-            f"logger={self.cfg.logger}",
+            f"logger={self.cfg.job_logger}",
             "callbacks=none",
             "skip_if_done=true",
             "catch_errors=true",
@@ -402,7 +402,7 @@ class Pipeline:
     def check_gpus(self) -> None:
         """Stop before training when `trainer=` asks for GPUs this machine does not show. Skipped for
         launcher=slurm: its jobs run on the cluster's nodes (Ray checks its own request at launch)."""
-        launcher, trainer = self.cfg.get("launcher", "basic"), str(self.cfg.get("trainer", "default"))
+        launcher, trainer = self.cfg.get("launcher", "basic"), str(self.cfg.get("job_trainer", "default"))
         if launcher == "slurm":
             return
         try:
@@ -573,7 +573,7 @@ class Pipeline:
             # one job per set; each reads its fraction and generator from the set's manifest
             "synthetic_dir=" + ",".join(quoted(d) for d in todo),
             f"judge_ckpt={quoted(self.judge_ckpt())}",
-            f"logger={self.cfg.logger}",
+            f"logger={self.cfg.job_logger}",
             *self._launcher_args(),
             f"hydra.sweep.dir={quoted(self.layout.audit_runs_dir)}",
             *list((self.cfg.get("audit") or {}).get("overrides") or []),
@@ -609,7 +609,7 @@ class Pipeline:
         from lcgan_lightning.report import write_report
 
         write_report(self.run_dir, scale=self.cfg.scale)
-        if self.cfg.get("logger") == "wandb":  # Tables 1-3, selection, figures as one `report` run
+        if self.cfg.get("job_logger") == "wandb":  # Tables 1-3, selection, figures as one `report` run
             from lcgan_lightning.report_wandb import log_report_run
 
             log_report_run(self.run_dir)

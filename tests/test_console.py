@@ -109,7 +109,7 @@ def test_failed_training_job_log_ends_with_its_traceback(tmp_path: Path) -> None
 def test_pipeline_passes_quiet_settings_unless_verbose(tmp_path: Path) -> None:
     from lcgan_lightning.pipeline import Pipeline
 
-    cfg = OmegaConf.create({"trainer": "cpu", "logger": "csv", "stages": ["seg"]})
+    cfg = OmegaConf.create({"job_trainer": "cpu", "job_logger": "csv", "stages": ["seg"]})
     quiet = Pipeline(cfg, tmp_path)._train_args(OmegaConf.create({"overrides": ["a=1"]}))
     assert {"stdout_log=true", "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false"} <= set(quiet)
     assert quiet[-1] == "a=1"  # a stage's own overrides still win

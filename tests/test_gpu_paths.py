@@ -46,9 +46,7 @@ def test_trainer_configs_per_purpose():
 
 
 def _pipeline_cfg(overrides: list[str], trainer: str = "default"):
-    cfg = _compose("pipeline", ["fractions=[0.1]", "gan.epochs=[1]", *overrides])
-    cfg.trainer = trainer  # `trainer=` on lcgan-pipeline's command line names the config group (scale presets set it)
-    return cfg
+    return _compose("pipeline", ["fractions=[0.1]", "gan.epochs=[1]", f"job_trainer={trainer}", *overrides])
 
 
 @no_gpu

@@ -191,8 +191,8 @@ def test_pipeline_runs_novel_and_per_mask_variants(tmp_path, monkeypatch):
 
     augments = ["none", "gan", "gan_novel", "gan_novel-k2", "both_novel-k4"]
     cfg = OmegaConf.create({"seed": 0, "fractions": [0.1], "augments": augments, "synthesize": {"overrides": []},
-                            "seg": {"model": "fcn8s", "max_epochs": 1}, "launcher": "basic", "trainer": "cpu",
-                            "logger": "csv"})
+                            "seg": {"model": "fcn8s", "max_epochs": 1}, "launcher": "basic", "job_trainer": "cpu",
+                            "job_logger": "csv"})
     pipe = Pipeline(cfg, tmp_path)
     calls = []
     monkeypatch.setattr(pipe, "_run_app", lambda module, args, multirun=False: calls.append((module, args)))
