@@ -108,4 +108,4 @@ def test_each_error_class_is_one_line_naming_the_file(tmp_path, kind):
     else:
         syn = _stale_set(tmp_path, root)
         line = _run(tmp_path, "inspect", *data, "data.augment=gan", f"data.synthetic_dir={syn}")
-        assert line.startswith(f"error: {syn}: synthetic set does not cover exactly")
+        assert line.startswith(f"error: {syn / 'manifest.json'}: synthetic set does not cover exactly")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -207,9 +208,11 @@ def _mid_epoch_seg_job(run_dir: Path) -> Path | None:
 def test_pipeline_killed_during_segmentation_gives_the_uninterrupted_results(tiny_run, tmp_path: Path) -> None:
     """SIGKILL to the whole pipeline (process group) once a segmentation job has a mid-epoch last.ckpt;
     the same command again finishes with the results.json of the uninterrupted run, number for number."""
-    _, data_dir, first, reference = tiny_run
+    first_dir, data_dir, first, reference = tiny_run
     assert first.returncode == 0 and reference
+    # the stages before seg are the uninterrupted run's (copied: this test is about the seg stage)
     run_dir = tmp_path / "run"
+    shutil.copytree(first_dir, run_dir, ignore=shutil.ignore_patterns("seg", "figures", "results*.json", "report.md"))
     # the killed invocation sleeps after every training batch, so the kill lands inside a job
     tests = str(Path(__file__).parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p)}

@@ -310,7 +310,7 @@ def load_synthetic_rows(synthetic_dir: str | Path, train_slices: SliceSet, per_m
             f"{per_mask} needs {per_mask} (re-run lcgan-synthesize with data.synthetic_per_mask={per_mask})"
         )
     parts = [match_synthetic_set(synthetic.select(np.flatnonzero(copies == c)), train_slices,
-                                 f"{where} (copy {c})") for c in range(per_mask)]
+                                 f"{where} (copy {c})" if have > 1 else where) for c in range(per_mask)]
     return SliceSet(np.concatenate([p.images for p in parts]), np.concatenate([p.masks for p in parts]),
                     np.concatenate([p.patients for p in parts]), np.concatenate([p.volumes for p in parts]),
                     np.concatenate([p.slice_index for p in parts]))
