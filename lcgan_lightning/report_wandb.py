@@ -25,19 +25,21 @@ def _ci(vs: dict[str, Any] | None) -> list[Any]:
     return [vs.get("diff"), lo, hi, vs.get("verdict")]
 
 
+def _variants(results: dict[str, Any]):
+    """(subset key, subset block, variant key, its metrics) for every variant the run has."""
+    for fkey, block in results["fractions"].items():
+        for key in VARIANT_LABELS:
+            if block.get(key):
+                yield fkey, block, key, block[key]
+
+
 def metric_table(results: dict[str, Any], std: dict[str, Any], metric: str) -> Table:
     """Tables 1–2 as rows: one per subset and variant (+ the entire-dataset row), with the paired
     difference from original, its bootstrap CI and the verdict."""
     cols = ["subset", "patients", "variant", metric, "std", "diff_vs_original", "ci_low", "ci_high", "verdict"]
-    rows = []
-    for fkey, block in results["fractions"].items():
-        for key in VARIANT_LABELS:
-            ours = block.get(key)
-            if not ours:
-                continue
-            sd = std.get(fkey, {}).get(key, {}).get(metric)
-            rows.append([subset_title(fkey, block), block.get("patients"), key, ours[metric], sd,
-                         *_ci(ours.get("vs_original", {}).get(metric))])
+    rows = [[subset_title(fkey, block), block.get("patients"), key, ours[metric],
+             std.get(fkey, {}).get(key, {}).get(metric), *_ci(ours.get("vs_original", {}).get(metric))]
+            for fkey, block, key, ours in _variants(results)]
     rows.append(["entire dataset", None, "full", results["full"][metric], None, None, None, None, None])
     return cols, rows
 
@@ -46,14 +48,10 @@ def per_class_table(results: dict[str, Any]) -> Table:
     """Table 3: truth-present per-class DSC per subset and variant, and each class's verdict."""
     cols = ["subset", "variant", *LESION_CLASSES, *(f"{c}_verdict" for c in LESION_CLASSES)]
     rows = []
-    for fkey, block in results["fractions"].items():
-        for key in VARIANT_LABELS:
-            ours = block.get(key)
-            if not ours:
-                continue
-            vs = ours.get("vs_original", {}).get("per_class_dsc_present", {})
-            rows.append([subset_title(fkey, block), key, *(ours["per_class_dsc_present"][c] for c in LESION_CLASSES),
-                         *((vs.get(c) or {}).get("verdict") for c in LESION_CLASSES)])
+    for fkey, block, key, ours in _variants(results):
+        vs = ours.get("vs_original", {}).get("per_class_dsc_present", {})
+        rows.append([subset_title(fkey, block), key, *(ours["per_class_dsc_present"][c] for c in LESION_CLASSES),
+                     *((vs.get(c) or {}).get("verdict") for c in LESION_CLASSES)])
     full = results["full"]["per_class_dsc_present"]
     rows.append(["entire dataset", "full", *(full[c] for c in LESION_CLASSES), *([None] * len(LESION_CLASSES))])
     return cols, rows
@@ -119,9 +117,8 @@ def log_report_run(run_dir: Path, group: str | None = None, project: str = "lcga
                                    for key, (cols, rows) in report_tables(results, std).items()}
         payload.update({f"figure/{p.stem}": wandb.Image(str(p)) for p in sorted(layout.figures_dir.glob("*.png"))})
         run.log(payload)
-        run.summary.update({"full/dsc": results["full"]["dsc"], **{
-            f"{fkey}/{key}/dsc": block[key]["dsc"]
-            for fkey, block in results["fractions"].items() for key in VARIANT_LABELS if block.get(key)}})
+        run.summary.update({"full/dsc": results["full"]["dsc"],
+                            **{f"{fkey}/{key}/dsc": ours["dsc"] for fkey, _, key, ours in _variants(results)}})
         return Path(run.dir).parent
     finally:
         run.finish()
