@@ -65,6 +65,22 @@ def _loader(device: str, trust: bool = False) -> Callable[[str], Any]:
     return lambda path: load_generator(path, map_location=resolve_device(device), trust=trust)
 
 
+def _provenance(checkpoint: Path, fraction: float, seed: int, dropout: bool, generator: Any) -> dict[str, Any]:
+    """The manifest fields every synthetic set records: what made it, from what, where and when."""
+    return {
+        "checkpoint": str(checkpoint.resolve()),
+        "checkpoint_sha256": sha256_file(checkpoint),
+        "fraction": float(fraction),
+        "seed": int(seed),
+        "dropout": bool(dropout),
+        "row_seed": ROW_SEED,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "package_version": _package_version(),
+        "torch_version": torch.__version__,
+        "device": str(getattr(generator, "device", "cpu")),
+    }
+
+
 def write_previews(out_dir: Path, masks: np.ndarray, images: np.ndarray, real: np.ndarray | None,
                    n: int = 8) -> list[str]:
     """Mask | synthetic pairs (lesion slices first) and the mask | real | synthetic grid, as PNGs.
@@ -120,16 +136,7 @@ def synthesize(
         np.concatenate([masks] * k),
         slices.select(np.tile(np.arange(len(masks)), k)),
         copies=np.repeat(np.arange(k), len(masks)),
-        checkpoint=str(checkpoint.resolve()),
-        checkpoint_sha256=sha256_file(checkpoint),
-        fraction=float(fraction),
-        seed=int(seed),
-        dropout=bool(dropout),
-        row_seed=ROW_SEED,
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        package_version=_package_version(),
-        torch_version=torch.__version__,
-        device=str(getattr(generator, "device", "cpu")),
+        **_provenance(checkpoint, fraction, seed, dropout, generator),
         previews=([PREVIEW] + ([SAMPLES] if masks.any() else [])) if previews > 0 else [],
     )
     write_previews(out_dir, masks, images[: len(masks)], np.asarray(slices.images, dtype=np.float32), previews)
@@ -227,12 +234,7 @@ def synthesize_novel(
     tried = max(made.attempts, 1)
     write_novel_set(
         out_dir, images, made.masks, slices, None if n is not None else int(per_mask), to_json_safe(made.provenance),
-        checkpoint=str(checkpoint.resolve()),
-        checkpoint_sha256=sha256_file(checkpoint),
-        fraction=float(fraction),
-        seed=int(seed),
-        dropout=bool(dropout),
-        row_seed=ROW_SEED,
+        **_provenance(checkpoint, fraction, seed, dropout, generator),
         mask_bank={
             "seed": bseed,
             "config": to_json_safe(dataclasses.asdict(config)),
@@ -247,10 +249,6 @@ def synthesize_novel(
             "seconds": round(bank_s, 2),
             "provenance_rows": "provenance[i].source_rows index mask_source",
         },
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        package_version=_package_version(),
-        torch_version=torch.__version__,
-        device=str(getattr(generator, "device", "cpu")),
         previews=([NOVEL_PREVIEW, PREVIEW] + ([SAMPLES] if made.masks.any() else [])) if previews > 0 else [],
     )
     if previews > 0:
