@@ -3,7 +3,9 @@
     <run>/pipeline.yaml, pipeline_state.json    the resolved pipeline config, stage states
     <run>/conf/data/pipeline.yaml               the frozen data config every stage reads (data=pipeline)
     <run>/data/inspect.json, <run>/splits.json  data summary and the patient split
+    <run>/splits/seed=S.json                    the split of repeat S (split_per_repeat=true only)
     <run>/judge/                                segmenter on 100 % of train (FCN-score judge, "full" row)
+    <run>/judge/seed=S/                         the judge of repeat S's split (split_per_repeat=true only)
     <run>/gan/frac=F/seed=S/epochs=E/checkpoints/  LcGAN sweep; epoch=EEE.ckpt are the candidates
     <run>/select/seed=S/                        candidates.json, scores.json, selected.json, contact sheets
     <run>/synthetic/seed=S/frac=F/              synthetic set of the selected generator, its audit.json
@@ -13,7 +15,7 @@
     <run>/report.md, results.json, figures/     report
 
 S is the repeat's seed (`repeats` in the pipeline: repeat r uses seed + r for its GAN, selection,
-synthesis and segmenters). Inside every training run dir: config.yaml, train_result.json (written last: the job is done),
+synthesis and segmenters; with `split_per_repeat` also for its patient split and judge). Inside every training run dir: config.yaml, train_result.json (written last: the job is done),
 failed.json (the job failed), checkpoints/, test_metrics.json and predictions.npz (segmenters).
 The pipeline, the report and the command-line apps all go through `RunLayout`; nothing else spells
 these names.
@@ -123,6 +125,15 @@ class RunLayout:
     def splits(self) -> Path:
         return self.root / "splits.json"
 
+    def split_of(self, seed: int) -> Path:
+        """The patient split of repeat `seed` when every repeat draws its own (split_per_repeat)."""
+        return self.root / "splits" / f"seed={int(seed)}.json"
+
+    @property
+    def split_pattern(self) -> str:
+        """`split_of` as a Hydra interpolation over the job's `seed`."""
+        return f"{self.root / 'splits'}/seed=${{seed}}.json"
+
     @property
     def subsets(self) -> Path:
         """The training subsets the pipeline ran: {key: {fraction, patients, slices}}."""
@@ -132,6 +143,10 @@ class RunLayout:
     @property
     def judge_dir(self) -> Path:
         return self.root / "judge"
+
+    def judge_dir_of(self, seed: int | None) -> Path:
+        """The judge of repeat `seed` (split_per_repeat), or the run's one judge for None."""
+        return self.judge_dir if seed is None else self.judge_dir / f"seed={int(seed)}"
 
     # ---- GAN sweep and candidates
     @property

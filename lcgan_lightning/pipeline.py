@@ -90,6 +90,8 @@ class Pipeline:
         self._facts: dict[str, Any] | None = None
         self._current: str | None = None
         self.verbose = bool(self.cfg.get("verbose", False))
+        # every repeat draws its own patient split (and trains its own judge) instead of sharing one
+        self.split_per_repeat = bool(self.cfg.get("split_per_repeat", False))
         if self.console is None:
             self.console = PipelineConsole(list(self.cfg.get("stages") or []), live=False if self.verbose else None)
 
@@ -123,8 +125,12 @@ class Pipeline:
         for key in ("root", "cache_dir"):  # jobs may run in another cwd (Ray, SLURM)
             if data.get(key) is not None:
                 data[key] = str(Path(data[key]).resolve())
-        data["splits_path"] = str(self.layout.splits.resolve())
-        data["sample_seed"] = "${seed}"  # split seed frozen, sampling follows each job's seed
+        data["sample_seed"] = "${seed}"  # sampling follows each job's seed
+        if self.split_per_repeat:  # ... and so does the split: repeat S reads splits/seed=S.json
+            data["seed"] = "${seed}"
+            data["splits_path"] = RunLayout(self.run_dir.resolve()).split_pattern
+        else:  # split seed frozen, whatever the training seed
+            data["splits_path"] = str(self.layout.splits.resolve())
         if self.cfg.get("subset_patients"):
             data["subset_counts"] = [int(k) for k in self.cfg.subset_patients]
         else:
@@ -267,6 +273,8 @@ class Pipeline:
 
             cfg = OmegaConf.load(self.layout.data_config)
             cfg.sample_seed = 0  # `${seed}` of the training jobs; reading slices does not sample
+            if self.split_per_repeat:  # patient and slice counts of the first repeat's split
+                cfg.seed = int(self.cfg.seed)
             dm = open_datamodule(cfg, augment="none", fraction=1.0)
             n_train = len(dm.splits["train"])
             fracs = self._fractions(n_train)
@@ -359,6 +367,9 @@ class Pipeline:
         return [Job(self._label(f, s, aug=a), self.layout.seg_dir(f, a, s))
                 for f in self.fractions() for a in self.cfg.augments for s in self.seeds()]
 
+    def judge_jobs(self) -> list[Job]:
+        return [Job(self._label(seed=s), d) for s, d in zip(self.judge_seeds(), self.judge_dirs(), strict=True)]
+
     def select_jobs(self) -> list[Job]:
         return [Job(self._label(seed=s), self.layout.select_dir(s), done="selected.json", failed=None)
                 for s in self.seeds()]
@@ -410,43 +421,63 @@ class Pipeline:
         except NoGPUError as err:
             raise PipelineError(str(err)) from None
 
-    def _seg_model_args(self) -> list[str]:
+    def _seg_model_args(self, model: str | None = None) -> list[str]:
         vgg = self.cfg.seg.get("pretrained_vgg16")
-        return [f"model={self.cfg.seg.model}"] + ([f"model.pretrained_vgg16={quoted(Path(vgg).resolve())}"] if vgg else [])
+        model = model or self.cfg.seg.model
+        vgg_args = [f"model.pretrained_vgg16={quoted(Path(vgg).resolve())}"] if vgg and model == self.cfg.seg.model else []
+        return [f"model={model}", *vgg_args]
+
+    @property
+    def splits_file(self) -> Path:
+        """The split the data stage writes (split_per_repeat: the first repeat's)."""
+        return self.layout.split_of(int(self.cfg.seed)) if self.split_per_repeat else self.layout.splits
+
+    def judge_seeds(self) -> list[int | None]:
+        """One judge for the run (None), or one per repeat when every repeat has its own split."""
+        return list(self.seeds()) if self.split_per_repeat else [None]
 
     def stage_data(self) -> bool:
-        # data=pipeline carries splits_path=<run_dir>/splits.json: inspect writes the split there
-        self._run_app("lcgan_lightning.cli.inspect", [f"hydra.run.dir={quoted(self.layout.data_dir)}"])
+        # data=pipeline carries splits_path (splits.json, or splits/seed=S.json): inspect writes the split there
+        self._run_app("lcgan_lightning.cli.inspect", [f"hydra.run.dir={quoted(self.layout.data_dir)}",
+                                                      f"seed={self.cfg.seed}"])
         summary = self.layout.data_dir / "inspect.json"
         if summary.is_file():
             facts = json.loads(summary.read_text())
             split = "/".join(str(len(facts["splits"][k])) for k in ("train", "val", "test"))
             self.console.note("data", f"{facts['patients']} patients, {facts['slices']} slices, "
                                       f"train/val/test {split} patients")
-        return self.layout.splits.exists()
+        return self.splits_file.exists()
+
+    def judge_dirs(self) -> list[Path]:
+        return [self.layout.judge_dir_of(s) for s in self.judge_seeds()]
 
     def stage_judge(self) -> bool:
-        judge = self.layout.judge_dir
-        place, multirun = self._single_job(judge)
-        args = [
-            *self._seg_model_args(),
-            "data.fraction=1.0",
-            "data.augment=none",
-            f"trainer.max_epochs={self.cfg.judge.max_epochs}",
-            f"seed={self.cfg.seed}",
-            *place,
-            "task_name=judge",
-            *self._train_args(self.cfg.seg),
-            *list(self.cfg.judge.get("overrides") or []),
-        ]
-        self._run_app("lcgan_lightning.cli.train", args, multirun=multirun)
-        metrics = judge / "test_metrics.json"
-        if metrics.is_file():
-            self.console.note("judge", f"test DSC {json.loads(metrics.read_text())['dsc']:.3f}")
-        return not self._collect("judge", [judge])
+        dscs = []
+        for seed, judge in zip(self.judge_seeds(), self.judge_dirs(), strict=True):
+            place, multirun = self._single_job(judge)
+            args = [
+                *self._seg_model_args(self.cfg.judge.get("model")),
+                "data.fraction=1.0",
+                "data.augment=none",
+                f"trainer.max_epochs={self.cfg.judge.max_epochs}",
+                f"seed={self.cfg.seed if seed is None else seed}",
+                *place,
+                "task_name=judge",
+                *self._train_args(self.cfg.seg),  # skip_if_done: a finished judge is not retrained
+                *list(self.cfg.judge.get("overrides") or []),
+            ]
+            self._run_app("lcgan_lightning.cli.train", args, multirun=multirun)
+            metrics = judge / "test_metrics.json"
+            if metrics.is_file():
+                dscs.append(f"{json.loads(metrics.read_text())['dsc']:.3f}")
+        if dscs:
+            self.console.note("judge", f"test DSC {', '.join(dscs)}")
+        return not self._collect("judge", self.judge_dirs())
 
-    def judge_ckpt(self) -> str:
-        result = json.loads(train_result(self.layout.judge_dir).read_text())
+    def judge_ckpt(self, seed: int | None = None) -> str:
+        """The judge checkpoint repeat `seed` uses (the run's one judge unless split_per_repeat)."""
+        judge = self.layout.judge_dir_of(seed if self.split_per_repeat else None)
+        result = json.loads(train_result(judge).read_text())
         return result["best_ckpt"] or result["last_ckpt"]
 
     def stage_gan(self) -> bool:
@@ -492,7 +523,7 @@ class Pipeline:
             place, multirun = self._single_job(self.layout.select_dir(seed))
             args = [
                 f"candidates={quoted(cands)}",
-                f"judge_ckpt={quoted(self.judge_ckpt())}",
+                f"judge_ckpt={quoted(self.judge_ckpt(seed))}",
                 f"out_dir={quoted(self.layout.select_dir(seed))}",
                 f"seed={seed}",
                 *place,
@@ -554,7 +585,7 @@ class Pipeline:
                         f"out_dir={quoted(out)}",
                         f"seed={seed}",
                         *place,
-                        *(["masks=novel", f"judge_ckpt={quoted(self.judge_ckpt())}"] if novel else []),
+                        *(["masks=novel", f"judge_ckpt={quoted(self.judge_ckpt(seed))}"] if novel else []),
                         *list(self.cfg.synthesize.get("overrides") or []),
                     ]
                     self._run_app("lcgan_lightning.cli.synthesize", args, multirun=multirun)
@@ -564,21 +595,26 @@ class Pipeline:
         """The set's audit.json was made from this set and with this run's judge."""
         from lcgan_lightning.audit import audit_is_current
 
-        return audit_is_current(self.layout.synthetic_dir(fraction, seed), self.judge_ckpt())
+        return audit_is_current(self.layout.synthetic_dir(fraction, seed), self.judge_ckpt(seed))
 
     def stage_audit(self) -> bool:
-        todo = [self.layout.synthetic_dir(f, s) for s in self.seeds() for f in self.fractions()
-                if not self.audit_is_current(f, s)]
-        args = [
-            # one job per set; each reads its fraction and generator from the set's manifest
-            "synthetic_dir=" + ",".join(quoted(d) for d in todo),
-            f"judge_ckpt={quoted(self.judge_ckpt())}",
-            f"logger={self.cfg.job_logger}",
-            *self._launcher_args(),
-            f"hydra.sweep.dir={quoted(self.layout.audit_runs_dir)}",
-            *list((self.cfg.get("audit") or {}).get("overrides") or []),
-        ]
-        self._run_app("lcgan_lightning.cli.audit", args, multirun=True)
+        # one multirun per judge (split_per_repeat: per repeat, whose split the audit must read)
+        for seeds in ([[s] for s in self.seeds()] if self.split_per_repeat else [self.seeds()]):
+            todo = [self.layout.synthetic_dir(f, s) for s in seeds for f in self.fractions()
+                    if not self.audit_is_current(f, s)]
+            if not todo:
+                continue
+            args = [
+                # one job per set; each reads its fraction and generator from the set's manifest
+                "synthetic_dir=" + ",".join(quoted(d) for d in todo),
+                f"judge_ckpt={quoted(self.judge_ckpt(seeds[0]))}",
+                *([f"seed={seeds[0]}"] if self.split_per_repeat else []),
+                f"logger={self.cfg.job_logger}",
+                *self._launcher_args(),
+                f"hydra.sweep.dir={quoted(self.layout.audit_runs_dir)}",
+                *list((self.cfg.get("audit") or {}).get("overrides") or []),
+            ]
+            self._run_app("lcgan_lightning.cli.audit", args, multirun=True)
         return all(self.audit_is_current(f, s) for s in self.seeds() for f in self.fractions())
 
     def stage_seg(self) -> bool:
@@ -632,11 +668,11 @@ class Pipeline:
         header = (f"lcgan-pipeline scale={self.cfg.get('scale', 'custom')} → {where} · "
                   + ("verbose" if self.verbose else "each job's output in its run dir's stdout.log (verbose=true shows it)"))
         with self.console.running(header):
-            self._stage("data", done(lay.splits), self.stage_data,
+            self._stage("data", done(self.splits_file), self.stage_data,
                         jobs=lambda: [Job("", lay.data_dir, done="inspect.json", failed=None)])
             self.write_subsets()
-            self._stage("judge", done(train_result(lay.judge_dir)), self.stage_judge,
-                        jobs=lambda: [Job("", lay.judge_dir)])
+            self._stage("judge", done(*(train_result(d) for d in self.judge_dirs())), self.stage_judge,
+                        jobs=self.judge_jobs)
             self._stage("gan", done(*(train_result(d) for d in self.gan_dirs())), self.stage_gan, self.gan_jobs)
             self._stage("select", done(*(p for s in self.seeds() for p in (lay.scores(s), lay.selected(s)))),
                         self.stage_select, self.select_jobs)

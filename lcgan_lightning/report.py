@@ -132,7 +132,10 @@ def collect_results(run_dir: Path, scale: str, n_boot: int = 2000, level: float 
         "repeats": len(seeds),
         "budget": plan["budget"],
         "statistics": {"method": METHOD, "n_boot": n_boot, "level": level},
-        "full": _metrics(_read_json(layout.judge_dir / TEST_METRICS)),
+        "split_per_repeat": bool(plan["cfg"].get("split_per_repeat", False)),
+        "seg_model": _seg_model(plan["cfg"]),
+        "judge_model": (plan["cfg"].get("judge") or {}).get("model") or _seg_model(plan["cfg"]),
+        "full": _full_row(layout, seeds, bool(plan["cfg"].get("split_per_repeat", False))),
         "fractions": {},
     }
     per_seed: dict[str, Any] = {}
@@ -172,6 +175,17 @@ def collect_results(run_dir: Path, scale: str, n_boot: int = 2000, level: float 
     if missing:
         raise FileNotFoundError(f"{run_dir}: segmentation results missing:\n  " + "\n  ".join(missing))
     return results, per_seed, std
+
+
+def _seg_model(cfg: dict[str, Any]) -> str | None:
+    return (cfg.get("seg") or {}).get("model")
+
+
+def _full_row(layout: RunLayout, seeds: list[int], split_per_repeat: bool) -> dict[str, Any]:
+    """The judge's test metrics (the "full" row); with a split per repeat, the mean over the judges."""
+    if not split_per_repeat:
+        return _metrics(_read_json(layout.judge_dir / TEST_METRICS))
+    return _aggregate([_metrics(_read_json(layout.judge_dir_of(s) / TEST_METRICS)) for s in seeds], statistics.fmean)
 
 
 def _tstr_ratio(synthetic: dict[str, Any], original: dict[str, Any]) -> dict[str, float | None]:
@@ -269,6 +283,8 @@ def _tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:
     head = "| | " + " | ".join(f"{t} (ours / paper)" for t in titles) + " |"
     sep = "|---" * (len(fracs) + 1) + "|"
     spread = "mean ± std over repeats" if results.get("repeats", 1) > 1 else "one repeat"
+    if results.get("split_per_repeat"):
+        spread += " (each repeat with its own patient split and judge)"
     change = ("Under each variant: Δ vs original [95 % bootstrap CI over test patients] and the verdict "
               "(better / no detectable change / worse).")
 
@@ -295,7 +311,9 @@ def _tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:
             if key in PAPER_VARIANTS or any(results["fractions"][f].get(key) for f in fracs):  # + variants the run has
                 lines += row(label, key, metric)
         full = _fmt(results["full"][metric])
-        lines += [f"| Entire dataset (100 %) | {full}" + (f" / {full_paper:.3f}" if full_paper else "") + " |", ""]
+        judge = results.get("judge_model")
+        other = f", {judge} judge" if judge and judge != results.get("seg_model") else ""  # not the subsets' network
+        lines += [f"| Entire dataset (100 %{other}) | {full}" + (f" / {full_paper:.3f}" if full_paper else "") + " |", ""]
         return lines
 
     lines = ["## Table 1 — DSC", "",

@@ -15,7 +15,10 @@ patients for variant and original, which is what makes it paired) and, when ther
 repeats, draws the repeats with replacement too, so the interval covers both patient-to-patient
 and seed-to-seed variation. The replicate's value is the mean over the drawn repeats of the
 difference on the drawn patients; the interval runs from the 2.5th to the 97.5th percentile of
-the replicate values. A per-class metric is undefined in a replicate that drew no patient with
+the replicate values. When the repeats have their own patient splits (pipeline
+``split_per_repeat``), repeat r's variant and original share repeat r's test patients, and each
+replicate resamples every repeat's patients independently (a stratified bootstrap) before drawing
+the repeats. A per-class metric is undefined in a replicate that drew no patient with
 that class in the truth; such replicates are dropped and counted. The verdict is "better" when
 the whole interval lies above 0, "worse" when it lies below 0, and "no detectable change"
 otherwise (which is not evidence of no effect: the interval says how large an effect the test
@@ -206,31 +209,49 @@ def table_metric(
     return float(_from_sums(weights @ cols, metric))
 
 
+def _check_pair(name: str, t: PatientTable, ref_name: str, ref: PatientTable) -> None:
+    if not np.array_equal(t.patients, ref.patients):
+        only_here = sorted(set(t.patients.tolist()) - set(ref.patients.tolist()))
+        only_ref = sorted(set(ref.patients.tolist()) - set(t.patients.tolist()))
+        raise ValueError(
+            f"{name} covers other test patients than {ref_name}: only in {name}: {only_here}; "
+            f"only in {ref_name}: {only_ref}"
+        )
+    differ = ref.patients[(t.n_images != ref.n_images) | np.any(t.class_n != ref.class_n, axis=1)]
+    if differ.size:
+        raise ValueError(
+            f"{name} has other test images or truth than {ref_name} for patients {differ.tolist()}"
+        )
+
+
+def shared_patients(original: Sequence[PatientTable]) -> bool:
+    """True when every repeat was tested on the same patients (one split for all repeats)."""
+    return all(np.array_equal(t.patients, original[0].patients) for t in original)
+
+
 def _check_same_patients(variant: Sequence[PatientTable], original: Sequence[PatientTable]) -> None:
+    """Variant repeat r and original repeat r must hold the same test patients and truth. When all
+    repeats share one patient set, every run must match original[0]; otherwise each pair on its own."""
     if len(variant) != len(original) or not original:
         raise ValueError(
             "variant and original need the same number (>= 1) of repeats, "
             f"got {len(variant)} and {len(original)}"
         )
-    ref = original[0]
-    labelled = [(f"original[{r}]", t) for r, t in enumerate(original)]
-    labelled += [(f"variant[{r}]", t) for r, t in enumerate(variant)]
-    for name, t in labelled:
-        if not np.array_equal(t.patients, ref.patients):
-            only_here = sorted(set(t.patients.tolist()) - set(ref.patients.tolist()))
-            only_ref = sorted(set(ref.patients.tolist()) - set(t.patients.tolist()))
-            raise ValueError(
-                f"{name} covers other test patients than original[0]: only in {name}: {only_here}; "
-                f"only in original[0]: {only_ref}"
-            )
-        differ = ref.patients[
-            (t.n_images != ref.n_images) | np.any(t.class_n != ref.class_n, axis=1)
-        ]
-        if differ.size:
-            raise ValueError(
-                f"{name} has other test images or truth than original[0] "
-                f"for patients {differ.tolist()}"
-            )
+    if shared_patients(original):
+        for r, t in enumerate(original):
+            _check_pair(f"original[{r}]", t, "original[0]", original[0])
+        for r, t in enumerate(variant):
+            _check_pair(f"variant[{r}]", t, "original[0]", original[0])
+        return
+    for r, (v, o) in enumerate(zip(variant, original, strict=True)):
+        _check_pair(f"variant[{r}]", v, f"original[{r}]", o)
+
+
+def _draw_weights(rng: np.random.Generator, n_boot: int, n_pat: int) -> np.ndarray:
+    """How often each of `n_pat` patients is drawn in each of `n_boot` replicates: [B, P]."""
+    rows = rng.integers(0, n_pat, size=(n_boot, n_pat))
+    offsets = (rows + n_pat * np.arange(n_boot)[:, None]).ravel()
+    return np.bincount(offsets, minlength=n_boot * n_pat).reshape(n_boot, n_pat).astype(np.float64)
 
 
 def bootstrap_replicates(
@@ -242,25 +263,24 @@ def bootstrap_replicates(
 ) -> np.ndarray:
     """The ``n_boot`` replicate values of the paired difference (NaN where undefined).
 
-    Draw order of ``np.random.default_rng(seed)``: patient rows ``integers(0, P, (n_boot, P))``,
-    then, when R > 1, repeat indices ``integers(0, R, (n_boot, R))``.
+    Draw order of ``np.random.default_rng(seed)``: patient rows ``integers(0, P, (n_boot, P))``
+    (repeats with their own test patients: one such draw per repeat, in order), then, when R > 1,
+    repeat indices ``integers(0, R, (n_boot, R))``.
     """
     _check_same_patients(variant, original)
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    n_pat, n_rep = len(original[0].patients), len(original)
+    n_rep = len(original)
     rng = np.random.default_rng(seed)
-    rows = rng.integers(0, n_pat, size=(n_boot, n_pat))
-    # how often each patient is drawn in each replicate: [B, P]
-    offsets = (rows + n_pat * np.arange(n_boot)[:, None]).ravel()
-    weights = (
-        np.bincount(offsets, minlength=n_boot * n_pat).reshape(n_boot, n_pat).astype(np.float64)
-    )
+    if shared_patients(original):  # one draw of patients serves every repeat (paired across repeats)
+        shared = _draw_weights(rng, n_boot, len(original[0].patients))
+        weights = [shared] * n_rep
+    else:  # stratified: each repeat's own test patients
+        weights = [_draw_weights(rng, n_boot, len(o.patients)) for o in original]
     diffs = np.stack(
         [
-            _from_sums(weights @ _columns(v, metric), metric)
-            - _from_sums(weights @ _columns(o, metric), metric)
-            for v, o in zip(variant, original, strict=True)
+            _from_sums(w @ _columns(v, metric), metric) - _from_sums(w @ _columns(o, metric), metric)
+            for v, o, w in zip(variant, original, weights, strict=True)
         ]
     )  # [R, B]
     if n_rep == 1:
@@ -314,11 +334,15 @@ def paired_bootstrap(
         lo, hi = (float(x) for x in np.quantile(valid, [(1 - level) / 2, (1 + level) / 2]))
     else:
         lo = hi = float("nan")
-    n_pat, n_rep = len(original[0].patients), len(original)
+    n_rep = len(original)
+    shared = shared_patients(original)
+    n_pat = len(original[0].patients) if shared else sum(len(o.patients) for o in original)
     repeats = f" and the {n_rep} paired repeats" if n_rep > 1 else ""
+    patients = (f"{n_pat} test patients" if shared
+                else f"{n_pat} test patients of the repeats' own splits (within each repeat)")
     method = (
         f"Paired percentile bootstrap ({level:.0%}): {n_boot} replicates resampling the "
-        f"{n_pat} test patients{repeats} with replacement, same patients for variant and original"
+        f"{patients}{repeats} with replacement, same patients for variant and original"
         + (f"; {dropped} replicates without the class in the truth dropped." if dropped else ".")
     )
     return {

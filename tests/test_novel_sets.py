@@ -196,7 +196,7 @@ def test_pipeline_runs_novel_and_per_mask_variants(tmp_path, monkeypatch):
     pipe = Pipeline(cfg, tmp_path)
     calls = []
     monkeypatch.setattr(pipe, "_run_app", lambda module, args, multirun=False: calls.append((module, args)))
-    monkeypatch.setattr(pipe, "judge_ckpt", lambda: "judge.ckpt")
+    monkeypatch.setattr(pipe, "judge_ckpt", lambda seed=None: "judge.ckpt")
     assert (pipe.per_mask_needed(novel=False), pipe.per_mask_needed(novel=True)) == (1, 4)
     assert [str(d.relative_to(tmp_path)) for d in pipe.seg_dirs()][3:] == [
         "seg/frac=0.1/aug=gan_novel-k2/seed=0", "seg/frac=0.1/aug=both_novel-k4/seed=0"]

@@ -256,3 +256,29 @@ def test_load_patient_table(tmp_path):
         load_patient_table(tmp_path / "old.npz")
     with pytest.raises(FileNotFoundError, match="nope.npz"):
         load_patient_table(tmp_path / "nope.npz")
+
+
+def test_repeats_with_their_own_test_patients_resample_within_each_repeat():
+    """split_per_repeat: repeat r's variant and original share repeat r's patients only."""
+    rng = np.random.default_rng(11)
+    o1 = dsc_table(rng.uniform(0.3, 0.7, 10), [f"A{i}" for i in range(10)])
+    o2 = dsc_table(rng.uniform(0.3, 0.7, 14), [f"B{i}" for i in range(14)])
+    v1 = dsc_table(o1.dsc_sum + rng.uniform(0.05, 0.15, 10), list(o1.patients))
+    v2 = dsc_table(o2.dsc_sum + rng.uniform(0.15, 0.25, 14), list(o2.patients))
+    out = paired_bootstrap([v1, v2], [o1, o2], "dsc", n_boot=400, seed=2)
+    want = np.mean([(v1.dsc_sum - o1.dsc_sum).mean(), (v2.dsc_sum - o2.dsc_sum).mean()])
+    assert out["diff"] == pytest.approx(want)
+    assert 0.05 <= out["ci"][0] < out["diff"] < out["ci"][1] <= 0.25 and out["verdict"] == "better"
+    assert out["n_patients"] == 24 and "within each repeat" in out["method"]
+
+    got = bootstrap_replicates([v1, v2], [o1, o2], "dsc", n_boot=30, seed=3)
+    rng = np.random.default_rng(3)
+    rows = [rng.integers(0, 10, size=(30, 10)), rng.integers(0, 14, size=(30, 14))]
+    reps = rng.integers(0, 2, size=(30, 2))
+    pairs = [(v1, o1), (v2, o2)]
+    want = [np.mean([table_metric(pairs[r][0], "dsc", rows[r][b]) - table_metric(pairs[r][1], "dsc", rows[r][b])
+                     for r in reps[b]]) for b in range(30)]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+    with pytest.raises(ValueError, match=r"variant\[1\] covers other test patients than original\[1\]"):
+        paired_bootstrap([v1, v1], [o1, o2], "dsc")

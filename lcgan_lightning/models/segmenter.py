@@ -38,6 +38,7 @@ from lcgan_lightning.models.fcn8s import FCN8s, load_vgg16_imagenet
 log = logging.getLogger(__name__)
 
 ARCHS = ("fcn8s", "basicunet")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def build_net(
@@ -98,6 +99,7 @@ class Segmenter(pl.LightningModule):
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         momentum: float = 0.9,
+        lr_schedule: str = "constant",
         n_overlay: int = 8,
         overlay_every_n_epochs: int = 1,
         channels_last: bool = False,
@@ -110,6 +112,8 @@ class Segmenter(pl.LightningModule):
             raise ConfigError(f"model.loss={loss!r}: loss must be 'ce' or 'dice_ce'")
         if optimizer not in ("adam", "sgd"):
             raise ConfigError(f"model.optimizer={optimizer!r}: optimizer must be 'adam' or 'sgd'")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"model.lr_schedule={lr_schedule!r}: lr_schedule must be one of {LR_SCHEDULES}")
         if class_weights is not None and loss != "ce":
             raise ValueError("class_weights apply to loss=ce only")
         if class_weights is not None and len(class_weights) != num_classes:
@@ -169,13 +173,22 @@ class Segmenter(pl.LightningModule):
             self.train(was_training)
 
     # ---- training ------------------------------------------------------------------------
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
+        """Adam or SGD; with ``lr_schedule=cosine`` the rate decays from ``lr`` to 0 over the run's
+        optimiser steps (``trainer.estimated_stepping_batches``: max_steps, else the epochs' batches),
+        stepped per batch, so a step budget ends on a settled model instead of a noisy one."""
         hp = self.hparams
         if hp.optimizer == "sgd":
-            return torch.optim.SGD(
+            opt = torch.optim.SGD(
                 self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
             )
-        return torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.get("lr_schedule", "constant") == "constant":
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def configure_callbacks(self) -> list[pl.Callback]:
         return [
