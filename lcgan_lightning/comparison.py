@@ -38,24 +38,37 @@ def compare_to_original(
     n_boot: int = 2000,
     level: float = 0.95,
     boot_seed: int = 0,
+    reference: str = "none",
 ) -> dict[str, dict[str, Any]]:
-    """{variant name: {"dsc": {diff, ci, verdict, n_dropped}, ..., "per_class_dsc_present": {class: {...}}}}."""
-    if "none" not in augments:
+    """{variant name: {"dsc": {diff, ci, verdict, n_dropped}, ..., "per_class_dsc_present": {class: {...}}}}.
+
+    ``reference`` is the augment every other one is compared with ("none" = original; "gan" for
+    the new-mask and k > 1 variants: do new masks or more images per mask beat one redraw per mask?).
+    """
+    if reference not in augments:
         return {}
     tables = {a: [load_patient_table(layout.seg_dir(fraction, a, s) / PREDICTIONS) for s in seeds] for a in augments}
     out: dict[str, dict[str, Any]] = {}
     for aug in augments:
-        if aug == "none":
+        if aug == reference:
             continue
         block: dict[str, Any] = {
-            m: _brief(paired_bootstrap(tables[aug], tables["none"], m, n_boot, boot_seed, level)) for m in BASE_METRICS
+            m: _brief(paired_bootstrap(tables[aug], tables[reference], m, n_boot, boot_seed, level))
+            for m in BASE_METRICS
         }
         block["per_class_dsc_present"] = {
-            c: _brief(paired_bootstrap(tables[aug], tables["none"], f"dsc_{c}", n_boot, boot_seed, level))
+            c: _brief(paired_bootstrap(tables[aug], tables[reference], f"dsc_{c}", n_boot, boot_seed, level))
             for c in LESION_CLASSES
         }
         out[names[aug]] = to_json_safe(block)
     return out
+
+
+def compared_with_gan(augments: Sequence[str]) -> list[str]:
+    """The augments compared with "gan" (one synthetic CT per training mask): the new-mask variants
+    and every k > 1 variant, plus "gan" itself as the reference; empty without "gan" or such a variant."""
+    others = [a for a in augments if a != "gan" and (a.startswith(("gan_novel", "both_novel")) or "-k" in a)]
+    return ["gan", *others] if "gan" in augments and others else []
 
 
 def fmt_change(result: dict[str, Any] | None) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lcgan_lightning.comparison import METHOD, compare_to_original, fmt_change
+from lcgan_lightning.comparison import METHOD, compare_to_original, compared_with_gan, fmt_change
 from lcgan_lightning.constants import LESION_CLASSES
 from lcgan_lightning.layout import TEST_METRICS, RunLayout, fraction_key
 from lcgan_lightning.paper_numbers import PAPER
@@ -161,6 +161,10 @@ def collect_results(run_dir: Path, scale: str, n_boot: int = 2000, level: float 
             for name, vs in compare_to_original(layout, fraction, plan["augments"], seeds, VARIANTS,
                                                 n_boot, level).items():
                 block[name]["vs_original"] = vs
+            if vs_gan := compared_with_gan(plan["augments"]):
+                for name, vs in compare_to_original(layout, fraction, vs_gan, seeds, VARIANTS, n_boot, level,
+                                                    reference="gan").items():
+                    block[name]["vs_gan"] = vs
         if "synthetic_only" in block and "original" in block:
             block["synthetic_only"]["tstr_trtr"] = _tstr_ratio(block["synthetic_only"], block["original"])
         audits = {f"seed={s}": a for s in seeds if (a := _audit(layout, fraction, s)) is not None}
@@ -300,6 +304,9 @@ def _tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:
         out = [f"| {label} | " + " | ".join(cells) + " |"]
         if key != "original":
             out.append("| ↳ Δ vs original | " + " | ".join(changes) + " |")
+        vs_gan = [(results["fractions"][f].get(key) or {}).get("vs_gan", {}).get(metric) for f in fracs]
+        if any(vs_gan):  # new masks / k > 1: against one synthetic CT per training mask
+            out.append("| ↳ Δ vs + GAN | " + " | ".join(fmt_change(v) for v in vs_gan) + " |")
         if key == "synthetic_only":
             ratios = [(results["fractions"][f].get(key) or {}).get("tstr_trtr", {}).get(metric) for f in fracs]
             out.append("| ↳ TSTR / TRTR | " + " | ".join(_fmt(r) for r in ratios) + " |")

@@ -222,3 +222,56 @@ def test_report_without_audit_or_synthetic_only_has_neither(tmp_path: Path) -> N
     assert "Synthetic-set audit" not in report and "Synthetic only" not in report
     results = json.loads((tmp_path / "results.json").read_text())
     assert "audit" not in results["fractions"]["0.1"] and "audit" not in results
+
+
+def _add_variant(lay: RunLayout, aug: str, pred_of_seed, seeds=(1, 2)) -> None:
+    true = _truth()
+    patients = np.repeat([f"p{i}" for i in range(N_PATIENTS)], PER_PATIENT)
+    for f in FRACTIONS:
+        for s in seeds:
+            d = lay.seg_dir(float(f), aug, s)
+            d.mkdir(parents=True)
+            pred = pred_of_seed(s)
+            write_metrics_json(compute_metrics(pred, true), d / "test_metrics.json")
+            np.savez_compressed(d / "predictions.npz", pred=pred, true=true, patient=patients.astype(str),
+                                volume=patients.astype(str), slice=np.arange(len(true), dtype=np.int32))
+
+
+def test_new_mask_variants_are_also_compared_with_gan(tmp_path: Path) -> None:
+    _fake_run(tmp_path)
+    lay = RunLayout(tmp_path)
+    _add_variant(lay, "gan_novel", lambda s: np.zeros_like(_truth()))  # predicts nothing: worse than gan
+    _add_variant(lay, "gan_novel-k2", lambda s: _truth())  # as good as gan
+    lay.pipeline_config.write_text(lay.pipeline_config.read_text().replace(
+        "augments: [none, gan, traditional, both]", "augments: [none, gan, traditional, both, gan_novel, gan_novel-k2]"))
+    report = write_report(tmp_path, scale="smoke").read_text()
+    results = json.loads(lay.results.read_text())
+    for f in FRACTIONS:
+        block = results["fractions"][f]
+        novel, k2 = block["gan_novel"]["vs_gan"]["dsc"], block["gan_novel-k2"]["vs_gan"]["dsc"]
+        assert novel["verdict"] == "worse" and novel["diff"] == pytest.approx(block["gan_novel"]["dsc"] - block["gan"]["dsc"])
+        assert k2["verdict"] == "no detectable change" and k2["ci"] == [0.0, 0.0]
+        assert "vs_gan" not in block["gan"] and "vs_gan" not in block["traditional"]
+        assert block["gan_novel"]["vs_original"]["dsc"]["verdict"] == "worse"
+    table1 = report.split("**Binary lesion DSC**")[0].splitlines()
+    at = table1.index(next(line for line in table1 if line.startswith("| + GAN, new masks |")))
+    assert table1[at + 1].startswith("| ↳ Δ vs original |") and table1[at + 2].startswith("| ↳ Δ vs + GAN |")
+    assert "worse" in table1[at + 2]
+
+
+def test_split_per_repeat_full_row_is_the_mean_over_the_judges(tmp_path: Path) -> None:
+    _fake_run(tmp_path)
+    lay = RunLayout(tmp_path)
+    true = _truth()
+    dscs = []
+    for s, shift in ((1, 0), (2, 2)):  # repeat 2's judge is shifted by 2 px: a lower DSC
+        lay.judge_dir_of(s).mkdir(parents=True)
+        m = compute_metrics(np.roll(true, shift, axis=2), true)
+        write_metrics_json(m, lay.judge_dir_of(s) / "test_metrics.json")
+        dscs.append(m["dsc"])
+    lay.pipeline_config.write_text(lay.pipeline_config.read_text() + "split_per_repeat: true\n")
+    report = write_report(tmp_path, scale="smoke").read_text()
+    results = json.loads(lay.results.read_text())
+    assert results["split_per_repeat"] is True
+    assert results["full"]["dsc"] == pytest.approx(np.mean(dscs)) and dscs[1] < dscs[0]
+    assert "each repeat with its own patient split and judge" in report
