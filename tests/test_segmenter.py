@@ -310,3 +310,29 @@ def test_custom_net_from_target_dict():
         "_target_": "lcgan_lightning.models.segmenter.BasicUNetSeg",
         "width": 0.25,
     }
+
+
+def test_cosine_lr_schedule_decays_to_zero_over_the_run_steps():
+    import math
+    from types import SimpleNamespace
+
+    from lcgan_lightning.errors import ConfigError
+
+    model = Segmenter(arch="fcn8s", width=0.125, lr=1e-2, lr_schedule="cosine")
+    trainer = SimpleNamespace(estimated_stepping_batches=10)
+    model._trainer = trainer  # what the Trainer sets when it attaches; only the step count is read
+    conf = model.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert conf["lr_scheduler"]["interval"] == "step"  # stepped per batch, not per epoch
+    lrs = []
+    for _ in range(11):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(1e-2)
+    assert lrs[5] == pytest.approx(1e-2 * (1 + math.cos(math.pi * 5 / 10)) / 2)
+    assert lrs[10] == pytest.approx(0.0, abs=1e-12)
+    constant = Segmenter(arch="fcn8s", width=0.125, lr=1e-2)
+    assert isinstance(constant.configure_optimizers(), torch.optim.Adam)  # constant: no scheduler
+    with pytest.raises(ConfigError, match="model.lr_schedule='step'"):
+        Segmenter(arch="fcn8s", width=0.125, lr_schedule="step")
