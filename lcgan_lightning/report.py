@@ -125,6 +125,8 @@ def collect_results(run_dir: Path, scale: str, n_boot: int = 2000, level: float 
     plan = run_plan(layout)
     seeds = plan["seeds"]
     selected = {s: _read_json(layout.selected(s)) for s in seeds}
+    split_per_repeat = bool(plan["cfg"].get("split_per_repeat", False))
+    seg_model = (plan["cfg"].get("seg") or {}).get("model")
     results: dict[str, Any] = {
         "scale": scale,
         "image_size": int(plan["cfg"]["data"]["image_size"]),
@@ -132,10 +134,10 @@ def collect_results(run_dir: Path, scale: str, n_boot: int = 2000, level: float 
         "repeats": len(seeds),
         "budget": plan["budget"],
         "statistics": {"method": METHOD, "n_boot": n_boot, "level": level},
-        "split_per_repeat": bool(plan["cfg"].get("split_per_repeat", False)),
-        "seg_model": _seg_model(plan["cfg"]),
-        "judge_model": (plan["cfg"].get("judge") or {}).get("model") or _seg_model(plan["cfg"]),
-        "full": _full_row(layout, seeds, bool(plan["cfg"].get("split_per_repeat", False))),
+        "split_per_repeat": split_per_repeat,
+        "seg_model": seg_model,
+        "judge_model": (plan["cfg"].get("judge") or {}).get("model") or seg_model,
+        "full": _full_row(layout, seeds, split_per_repeat),
         "fractions": {},
     }
     per_seed: dict[str, Any] = {}
@@ -179,10 +181,6 @@ def collect_results(run_dir: Path, scale: str, n_boot: int = 2000, level: float 
     if missing:
         raise FileNotFoundError(f"{run_dir}: segmentation results missing:\n  " + "\n  ".join(missing))
     return results, per_seed, std
-
-
-def _seg_model(cfg: dict[str, Any]) -> str | None:
-    return (cfg.get("seg") or {}).get("model")
 
 
 def _full_row(layout: RunLayout, seeds: list[int], split_per_repeat: bool) -> dict[str, Any]:
