@@ -379,7 +379,7 @@ class Pipeline:
             out = (self.layout.novel_dir if novel else self.layout.synthetic_dir)(f, s)
             label = self._label(f, s, masks="novel") if novel else self._label(f, s)
             return Job(label, out, done="manifest.json", failed=None, skip=self.synthetic_is_current(f, s, novel),
-                       log=str(self._synthesize_run_dir(out) / LOG))
+                       log=str(out.parent / LOG))  # the stage's multirun log
 
         kinds = [False] + ([True] if self.per_mask_needed(novel=True) else [])
         return [job(f, s, novel) for s in self.seeds() for f in self.fractions() for novel in kinds]
@@ -558,37 +558,36 @@ class Pipeline:
                  "regenerated", manifest.parent)
         return False
 
-    @staticmethod
-    def _synthesize_run_dir(out: Path) -> Path:
-        return out.parent / (".hydra_run_" + out.name)
-
     def synthesize_done(self) -> bool:
         novel = self.per_mask_needed(novel=True) > 0
         return all(self.synthetic_is_current(f, s) and (not novel or self.synthetic_is_current(f, s, novel=True))
                    for f in self.fractions() for s in self.seeds())
 
     def stage_synthesize(self) -> bool:
+        # one multirun per repeat and kind of set, over the fractions whose set is not current: each job
+        # reads its generator from the repeat's selected.json and writes to its set's dir
         kinds = [False] + ([True] if self.per_mask_needed(novel=True) else [])
         for seed in self.seeds():
-            selected = json.loads(self.layout.selected(seed).read_text())
-            for f in self.fractions():
-                for novel in kinds:
-                    if self.synthetic_is_current(f, seed, novel):
-                        continue
-                    out = (self.layout.novel_dir if novel else self.layout.synthetic_dir)(f, seed)
-                    place, multirun = self._single_job(self._synthesize_run_dir(out))
-                    args = [
-                        f"checkpoint={quoted(selected[fraction_key(f)]['checkpoint'])}",
-                        "overwrite=true",
-                        f"data.fraction={f!r}",
-                        f"data.synthetic_per_mask={self.per_mask_needed(novel)}",
-                        f"out_dir={quoted(out)}",
-                        f"seed={seed}",
-                        *place,
-                        *(["masks=novel", f"judge_ckpt={quoted(self.judge_ckpt(seed))}"] if novel else []),
-                        *list(self.cfg.synthesize.get("overrides") or []),
-                    ]
-                    self._run_app("lcgan_lightning.cli.synthesize", args, multirun=multirun)
+            for novel in kinds:
+                todo = [f for f in self.fractions() if not self.synthetic_is_current(f, seed, novel)]
+                if not todo:
+                    continue
+                sets = (self.layout.novel_dir if novel else self.layout.synthetic_dir)(todo[0], seed).parent
+                pattern = self.layout.novel_dir_pattern if novel else self.layout.synthetic_dir_pattern
+                args = [
+                    f"selected_json={quoted(self.layout.selected(seed))}",
+                    "overwrite=true",
+                    f"data.fraction={','.join(repr(f) for f in todo)}",
+                    f"data.synthetic_per_mask={self.per_mask_needed(novel)}",
+                    f"out_dir={quoted(pattern)}",
+                    f"seed={seed}",
+                    *(["masks=novel", f"judge_ckpt={quoted(self.judge_ckpt(seed))}"] if novel else []),
+                    *self._launcher_args(),
+                    f"hydra.sweep.dir={quoted(sets)}",
+                    "hydra.sweep.subdir='.hydra_run_frac=${data.fraction}'",  # beside the set, not inside it
+                    *list(self.cfg.synthesize.get("overrides") or []),
+                ]
+                self._run_app("lcgan_lightning.cli.synthesize", args, multirun=True)
         return True
 
     def audit_is_current(self, fraction: float, seed: int) -> bool:

@@ -206,7 +206,10 @@ def test_pipeline_runs_novel_and_per_mask_variants(tmp_path, monkeypatch):
     (_, redraw), (_, novel) = calls
     assert "data.synthetic_per_mask=1" in redraw and "masks=novel" not in redraw
     assert {"data.synthetic_per_mask=4", "masks=novel", "judge_ckpt='judge.ckpt'"} <= set(novel)
-    assert f"out_dir='{pipe.layout.novel_dir(0.1, 0)}'" in novel
+    # one multirun per kind of set: each job writes its fraction's set, from selected.json's generator
+    assert f"out_dir='{pipe.layout.novel_dir_pattern}'" in novel and "data.fraction=0.1" in novel
+    assert f"selected_json='{pipe.layout.selected(0)}'" in novel
+    assert f"hydra.sweep.dir='{pipe.layout.novel_dir(0.1, 0).parent}'" in novel
     calls.clear()
     pipe.stage_seg()
     sweeps = {next(a for a in args if a.startswith("data.synthetic_per_mask")): args for _, args in calls}

@@ -60,6 +60,18 @@ def test_first_patients_do_not_depend_on_dataset_size(tmp_path):
         np.testing.assert_array_equal(np.asanyarray(nib.load(p).dataobj), np.asanyarray(nib.load(q).dataobj))
 
 
+def test_parallel_generation_writes_the_same_dataset(tmp_path):
+    one = generate_phantom(tmp_path / "one", num_patients=3, seed=2, image_size=32, num_slices=4, workers=1)
+    two = generate_phantom(tmp_path / "two", num_patients=3, seed=2, image_size=32, num_slices=4, workers=2)
+    assert [p.name for p in one] == [p.name for p in two]  # patient order kept
+    for name in ("phantom.json", "dataset.json"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
+    for p, q in zip(one, two, strict=True):
+        np.testing.assert_array_equal(np.asanyarray(nib.load(p).dataobj), np.asanyarray(nib.load(q).dataobj))
+        lp, lq = (x.parent.parent / "labelsTr" / x.name for x in (p, q))
+        np.testing.assert_array_equal(np.asanyarray(nib.load(lp).dataobj), np.asanyarray(nib.load(lq).dataobj))
+
+
 def test_written_volumes_read_back_exactly(written):
     out, paths = written
     lut = np.zeros(6, dtype=np.uint8)

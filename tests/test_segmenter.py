@@ -56,6 +56,18 @@ def test_fcn8s_output_matches_input_size(size, bn):
         assert net.encode(x).shape == (2, 64)
 
 
+def test_fcn8s_fc6_kernel_sets_the_fc6_weights():
+    # width 0.125: fc6 maps 64 channels to 512 with a k x k kernel (+ 512 biases)
+    for k in (7, 3, 1):
+        net = FCN8s(width=0.125, fc6_kernel=k)
+        assert net.fc6.weight.shape == (512, 64, k, k)
+        assert sum(p.numel() for p in net.fc6.parameters()) == 512 * 64 * k * k + 512
+        with torch.no_grad():
+            assert net.eval()(torch.randn(1, 1, 64, 64)).shape == (1, 6, 64, 64)
+    with pytest.raises(ValueError, match="odd number"):
+        FCN8s(fc6_kernel=4)
+
+
 def test_basicunet_shapes():
     net = BasicUNetSeg(width=0.25).eval()
     with torch.no_grad():
@@ -164,6 +176,8 @@ def test_pretrained_vgg16_errors(tmp_path, small_vgg):
         load_vgg16_imagenet(net, bad)
     with pytest.raises(ValueError, match="need width=1.0"):
         load_vgg16_imagenet(FCN8s(width=0.5), bad)
+    with pytest.raises(ValueError, match="need fc6_kernel=7"):
+        load_vgg16_imagenet(FCN8s(width=1.0, fc6_kernel=3), bad)
     with pytest.raises(ValueError, match="arch=fcn8s only"):
         Segmenter(arch="basicunet", pretrained_vgg16=str(bad))
 

@@ -36,6 +36,7 @@ def main(cfg: DictConfig) -> None:
             image_size=int(cfg.image_size),
             num_slices=int(cfg.num_slices),
             overwrite=bool(cfg.overwrite),
+            workers=cfg.get("workers"),
         )
     except FileExistsError as err:
         raise UserError(str(err), hint="choose another out_dir or set overwrite=true") from err

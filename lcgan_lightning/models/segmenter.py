@@ -50,6 +50,7 @@ def build_net(
     pretrained_vgg16: str | None = None,
     net: dict | None = None,
     batch_norm: bool = False,
+    fc6_kernel: int = 7,
 ) -> nn.Module:
     """The segmentation network: ``net`` (a ``_target_`` dict) if given, else ``arch``."""
     if net:
@@ -63,6 +64,7 @@ def build_net(
             width=width,
             dropout=dropout,
             batch_norm=batch_norm,
+            fc6_kernel=fc6_kernel,
         )
         if pretrained_vgg16:
             load_vgg16_imagenet(model, pretrained_vgg16)
@@ -91,6 +93,7 @@ class Segmenter(pl.LightningModule):
         in_channels: int = 1,
         dropout: float = 0.5,
         batch_norm: bool = False,
+        fc6_kernel: int = 7,
         pretrained_vgg16: str | None = None,
         net: dict | None = None,
         loss: str = "ce",
@@ -120,7 +123,7 @@ class Segmenter(pl.LightningModule):
             raise ValueError(f"class_weights needs {num_classes} values, got {len(class_weights)}")
         self.save_hyperparameters()
         self.net = build_net(
-            arch, num_classes, in_channels, width, dropout, pretrained_vgg16, net, batch_norm
+            arch, num_classes, in_channels, width, dropout, pretrained_vgg16, net, batch_norm, fc6_kernel
         )
         speed_up(self.net, bool(channels_last), bool(compile))
         if class_weights is not None:

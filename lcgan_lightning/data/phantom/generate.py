@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +22,15 @@ def generate_phantom(
     image_size: int = 256,
     num_slices: int = 24,
     overwrite: bool = False,
+    workers: int | None = None,
 ) -> list[Path]:
     """Write ``num_patients`` phantom patients in the BHSD layout; returns the image paths.
 
     Writes ``imagesTr/``, ``labelsTr/``, ``phantom.json`` (settings and per-volume classes) and,
     last, ``dataset.json``. A directory that already holds volumes is refused unless
-    ``overwrite`` (then its ``*.nii.gz`` volumes are replaced).
+    ``overwrite`` (then its ``*.nii.gz`` volumes are replaced). Patients are simulated by
+    ``workers`` processes (None: one per CPU, at most 8); patient i depends only on (seed, i), so the
+    files are the same for any number of workers.
     """
     if num_patients < 1:
         raise ValueError(f"num_patients must be >= 1, got {num_patients}")
@@ -41,20 +46,33 @@ def generate_phantom(
         (out / "dataset.json").unlink(missing_ok=True)
     (out / "imagesTr").mkdir(parents=True, exist_ok=True)
     (out / "labelsTr").mkdir(parents=True, exist_ok=True)
-    paths, volumes = [], []
-    for i in range(num_patients):
-        for vol in simulate_patient(seed, i, image_size, num_slices):
-            paths.append(write_volume(vol, out))
-            per_slice = (vol.label > 0).any(axis=(0, 1))
-            volumes.append({
-                "name": vol.name,
-                "patient": vol.patient_id,
-                "study": vol.study_id,
-                "classes": [CLASS_NAMES[c] for c in sorted(set(np.unique(vol.label).tolist()) - {0})],
-                "lesion_slices": int(per_slice.sum()),
-            })
+    workers = min(os.cpu_count() or 1, 8) if workers is None else max(1, int(workers))
+    args = [(out, seed, i, image_size, num_slices) for i in range(num_patients)]
+    if workers > 1 and num_patients > 1:
+        with ProcessPoolExecutor(min(workers, num_patients)) as pool:
+            per_patient = list(pool.map(_write_patient, args))
+    else:
+        per_patient = [_write_patient(a) for a in args]
+    paths = [path for written in per_patient for path, _ in written]
+    volumes = [meta for written in per_patient for _, meta in written]
     settings = {"num_patients": num_patients, "seed": seed, "image_size": image_size,
                 "num_slices": num_slices, "pixel_mm": FOV_MM / image_size, "slice_mm": SLICE_MM}
     (out / "phantom.json").write_text(json.dumps({"settings": settings, "volumes": volumes}, indent=1) + "\n")
     (out / "dataset.json").write_text(json.dumps(dataset_json(len(paths)), indent=2) + "\n")
     return paths
+
+
+def _write_patient(args: tuple[Path, int, int, int, int]) -> list[tuple[Path, dict]]:
+    """Simulate patient i and write its volumes; (path, phantom.json entry) per volume."""
+    out, seed, i, image_size, num_slices = args
+    written = []
+    for vol in simulate_patient(seed, i, image_size, num_slices):
+        per_slice = (vol.label > 0).any(axis=(0, 1))
+        written.append((write_volume(vol, out), {
+            "name": vol.name,
+            "patient": vol.patient_id,
+            "study": vol.study_id,
+            "classes": [CLASS_NAMES[c] for c in sorted(set(np.unique(vol.label).tolist()) - {0})],
+            "lesion_slices": int(per_slice.sum()),
+        }))
+    return written
