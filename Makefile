@@ -37,7 +37,7 @@ clean:  ## remove caches and run outputs (keeps .venv and data/)
 	find multirun -mindepth 1 ! -name README.md -exec rm -rf {} + 2>/dev/null || true
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
-run: install  ## the whole experiment at smoke scale on the built-in phantom (CPU, < 15 min)
+run: install  ## the whole experiment at smoke scale on the built-in phantom (2-core CPU: ~4.5 min)
 	$(VENV)/bin/lcgan-pipeline scale=smoke hydra.run.dir=$(RUN_DIR) $(ARGS)
 
 paper: install  ## the paper's protocol at 256² (GPUs; one GPU per job via Ray)
