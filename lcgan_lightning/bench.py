@@ -30,14 +30,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-MODES = ("fp32", "bf16_cl", "cl", "compile", "cl_compile", "bf16_cl_compile")
+MODES = ("fp32", "bf16_cl", "cl", "compile", "cl_compile", "bf16_cl_compile", "fused", "cl_fused", "bf16_cl_fused")
 PLAIN_MODES = ("fp32", "bf16_cl")  # modes that also run the plain loop unless --plain-all
 
 
 def mode_flags(mode: str) -> dict[str, bool]:
-    """bf16 autocast, channels_last, torch.compile of a mode name."""
-    return {"bf16": mode.startswith("bf16"), "channels_last": "cl" in mode.split("_"),
-            "compile": mode.endswith("compile")}
+    """bf16 autocast, channels_last, torch.compile, fused Adam of a mode name."""
+    parts = mode.split("_")
+    return {"bf16": mode.startswith("bf16"), "channels_last": "cl" in parts, "compile": "compile" in parts,
+            "fused_adam": "fused" in parts}
 
 
 def _rss_mb() -> float:
@@ -186,7 +187,7 @@ def _run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
     # the model's own options (model.channels_last / model.compile); the plain loop uses the same modules
     model = BenchGAN(image_size=size, ngf=spec["ngf"], ndf=spec["ndf"], save_epochs=[], channels_last=cl,
-                     compile=flags["compile"])
+                     compile=flags["compile"], fused_adam=flags["fused_adam"])
     if cuda:
         torch.cuda.reset_peak_memory_stats()
 
@@ -289,8 +290,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (CUDA 5, CPU 1)")
     p.add_argument("--sizes", default="256", help="image sizes, comma-separated")
     p.add_argument("--batch-sizes", default="1,16", help="batch sizes, comma-separated")
-    p.add_argument("--modes", default=None, help=f"comma-separated of {MODES} (default: fp32,bf16_cl on "
-                   "CUDA, fp32,cl,compile,cl_compile on CPU)")
+    p.add_argument("--modes", default=None, help=f"comma-separated of {MODES} (default: fp32,bf16_cl,bf16_cl_fused on "
+                   "CUDA, fp32,cl,compile,cl_compile,fused on CPU)")
     p.add_argument("--plain-all", action="store_true", help="run the plain loop in every mode, not only fp32/bf16_cl")
     p.add_argument("--ngf", type=int, default=64)
     p.add_argument("--ndf", type=int, default=64)
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.steps = 20 if cuda else 3
     if args.warmup is None:
         args.warmup = 5 if cuda else 1
-    default_modes = ["fp32", "bf16_cl"] if cuda else ["fp32", "cl", "compile", "cl_compile"]
+    default_modes = ["fp32", "bf16_cl", "bf16_cl_fused"] if cuda else ["fp32", "cl", "compile", "cl_compile", "fused"]
     modes = args.modes.split(",") if args.modes else default_modes
     for m in modes:
         if m not in MODES:

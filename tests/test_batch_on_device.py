@@ -78,3 +78,24 @@ def test_channels_last_and_compile_options_keep_checkpoints_and_losses():
     with torch.no_grad():
         x = seg.on_after_batch_transfer(new, 0)["image"]
         torch.testing.assert_close(seg(x), ref(old["image"]), rtol=1e-4, atol=1e-4)
+
+
+def test_fused_adam_option_makes_the_same_update():
+    """model.fused_adam: both networks' Adam (and the segmenter's) use the fused kernels, and one step
+    from the same weights and gradients moves every weight as the default Adam does."""
+    torch.manual_seed(0)
+    models = [LcGAN(image_size=32, ngf=8, ndf=8, save_epochs=[], seed=1, fused_adam=f) for f in (False, True)]
+    (g0, d0), _ = models[0].configure_optimizers()
+    (g1, d1), _ = models[1].configure_optimizers()
+    assert not g0.defaults.get("fused") and g1.defaults["fused"] and d1.defaults["fused"]
+    seg = Segmenter(width=0.125, n_overlay=0, fused_adam=True)
+    assert seg.configure_optimizers().defaults["fused"]
+    for (p0, p1) in zip(models[0].generator.parameters(), models[1].generator.parameters(), strict=True):
+        p0.grad = torch.randn_like(p0)
+        p1.grad = p0.grad.clone()
+    before = next(models[1].generator.parameters()).detach().clone()
+    for _ in range(3):
+        g0.step(), g1.step()
+    for p0, p1 in zip(models[0].generator.parameters(), models[1].generator.parameters(), strict=True):
+        torch.testing.assert_close(p1, p0, rtol=1e-5, atol=1e-7)
+    assert (next(models[1].generator.parameters()) - before).abs().max() > 1e-4  # the steps moved it

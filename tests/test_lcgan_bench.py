@@ -9,7 +9,7 @@ import pytest
 from lcgan_lightning import bench
 
 
-@pytest.mark.parametrize("mode", ["fp32", "bf16_cl", "cl"])
+@pytest.mark.parametrize("mode", ["fp32", "bf16_cl", "cl", "fused"])
 def test_bench_measures_lightning_and_plain(mode):
     out = {}
     for impl in ("plain", "lightning"):
@@ -31,10 +31,14 @@ def test_machine_info_names_the_cpu():
 
 
 def test_mode_flags():
-    assert bench.mode_flags("fp32") == {"bf16": False, "channels_last": False, "compile": False}
-    assert bench.mode_flags("cl_compile") == {"bf16": False, "channels_last": True, "compile": True}
-    assert bench.mode_flags("bf16_cl") == {"bf16": True, "channels_last": True, "compile": False}
-    assert bench.mode_flags("compile") == {"bf16": False, "channels_last": False, "compile": True}
+    flags = lambda bf16, cl, comp, fused: {"bf16": bf16, "channels_last": cl, "compile": comp,  # noqa: E731
+                                           "fused_adam": fused}
+    assert bench.mode_flags("fp32") == flags(False, False, False, False)
+    assert bench.mode_flags("cl_compile") == flags(False, True, True, False)
+    assert bench.mode_flags("bf16_cl") == flags(True, True, False, False)
+    assert bench.mode_flags("compile") == flags(False, False, True, False)
+    assert bench.mode_flags("bf16_cl_fused") == flags(True, True, False, True)
+    assert set(bench.MODES) >= {"fused", "cl_fused", "bf16_cl_fused"}
 
 
 def test_loader_throughput_reports_both_collates():

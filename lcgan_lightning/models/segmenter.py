@@ -107,6 +107,7 @@ class Segmenter(pl.LightningModule):
         overlay_every_n_epochs: int = 1,
         channels_last: bool = False,
         compile: bool = False,
+        fused_adam: bool = False,
     ) -> None:
         super().__init__()
         net = to_plain(net)
@@ -186,7 +187,8 @@ class Segmenter(pl.LightningModule):
                 self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
             )
         else:
-            opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+            fused = {"fused": True} if hp.get("fused_adam") else {}  # one pass per parameter; not bit-identical
+            opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, **fused)
         if hp.get("lr_schedule", "constant") == "constant":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))
