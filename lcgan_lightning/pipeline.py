@@ -582,7 +582,9 @@ class Pipeline:
                     f"out_dir={quoted(pattern)}",
                     f"seed={seed}",
                     *(["masks=novel", f"judge_ckpt={quoted(self.judge_ckpt(seed))}"] if novel else []),
-                    *self._launcher_args(),
+                    # a short stage: through the launcher only with short_stages_on_launcher
+                    *(self._launcher_args() if self.cfg.get("short_stages_on_launcher", True)
+                      else ["hydra/launcher=basic"]),
                     f"hydra.sweep.dir={quoted(sets)}",
                     "hydra.sweep.subdir='.hydra_run_frac=${data.fraction}'",  # beside the set, not inside it
                     *list(self.cfg.synthesize.get("overrides") or []),

@@ -83,6 +83,11 @@ def test_slurm_pipeline_submits_judge_select_synthesize_through_the_launcher(tmp
     assert "data.num_workers=0" in judge_args and "data.pin_memory=false" in judge_args
     gan_args = calls[1][1]
     assert {"model.last_ckpt_every_n_epochs=1", "data.val_samples=null", "trainer.check_val_every_n_epoch=1"} <= set(gan_args)
+    # short_stages_on_launcher=false: the synthesize multirun stays on this machine
+    calls.clear()
+    local = Pipeline(_pipeline_cfg(["launcher=slurm", "short_stages_on_launcher=false"], "gpu"), tmp_path)
+    local.stage_synthesize()
+    assert "hydra/launcher=basic" in calls[0][1] and "hydra/launcher=slurm" not in calls[0][1]
     # basic launcher: the short stages stay plain runs in their run dirs
     calls.clear()
     Pipeline(_pipeline_cfg([]), tmp_path).stage_judge()
