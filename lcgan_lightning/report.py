@@ -237,8 +237,10 @@ def _audit_section(layout: RunLayout, results: dict[str, Any], seeds: list[int],
              "|---" * (len(AUDIT_COLUMNS) + 4) + "|"]
     for fkey, block, seed, audit in rows:
         s = audit_summary(audit)
-        top = audit["memorisation"]["feature"]["most_copied_patients"]
-        who = f"{top[0]['patient']} ({top[0]['copies']})" if top else "—"
+        feature = audit["memorisation"].get("feature")
+        top = feature["most_copied_patients"] if feature else []
+        who = (f"{top[0]['patient']} ({top[0]['copies']})" if top
+               else "— (1 training patient: no copy rate)" if audit.get("memorisation_skipped") else "—")
         lines.append(f"| {subset_title(fkey, block)} | {seed} | {s['n_synthetic']} | "
                      + " | ".join(_fmt(s[k]) for k in AUDIT_COLUMNS) + f" | {who} |")
     lines += ["", "**Mask fidelity** — per class, the judge's mean Dice on the synthetic images whose mask holds "
@@ -276,7 +278,10 @@ def _fmt(mean: float | None, sd: float | None = None) -> str:
 def subset_title(fkey: str, block: dict[str, Any]) -> str:
     """Column title of a subset: '2.5 %' or '8 patients (2.9 %)'."""
     pct = f"{float(fkey) * 100:.3g} %"
-    return f"{block['patients']} patients ({pct})" if "patients" in block else pct
+    if "patients" not in block:
+        return pct
+    n = block["patients"]
+    return f"{n} patient{'' if n == 1 else 's'} ({pct})"
 
 
 def _tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:

@@ -262,6 +262,22 @@ def test_audit_set_json_safe_with_all_parts(train, unseen, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_audit_of_a_one_patient_subset_skips_copy_rates_and_says_why(train, unseen):
+    from lcgan_lightning.audit.run import audit_summary
+
+    images, _, ids = train
+    syn, syn_masks, _ = unseen
+    one = np.asarray(ids) == np.asarray(ids)[0]
+    out = audit_set(syn, syn_masks, images[torch.as_tensor(one)], [i for i, k in zip(ids, one) if k],
+                    conv_features(), config=AuditConfig(diversity_masks=3))
+    json.dumps(out, allow_nan=False)
+    assert out["n_patients"] == 1 and out["memorisation"] == {}
+    assert "1 patient" in out["memorisation_skipped"] and ">= 2" in out["memorisation_skipped"]
+    assert out["mifid"]["fid"] > 0  # the rest of the audit still runs
+    summary = audit_summary(out)
+    assert summary["copy_rate_feature"] is None and summary["copy_rate_pixel"] is None
+
+
 def test_audit_set_rejects_bad_input(train):
     images, masks, ids = train
     f = conv_features()

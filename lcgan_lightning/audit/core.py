@@ -193,19 +193,27 @@ def audit_set(
         top_patients=cfg.top_patients,
         chunk=cfg.chunk,
     )
+    n_patients = len({str(p) for p in real_patients})
     result: dict[str, Any] = {
         "version": AUDIT_VERSION,
         "n_synthetic": len(syn),
         "n_real": len(ref),
-        "n_patients": len({str(p) for p in real_patients}),
+        "n_patients": n_patients,
         "image_size": list(syn.shape[-2:]),
         "config": asdict(cfg),
-        "memorisation": {
-            "feature": memorisation(f_syn, f_real, real_patients, "cosine", **mem_args),
-            "pixel": memorisation(syn.flatten(1), ref.flatten(1), real_patients, "l2", **mem_args),
-        },
+        "memorisation": {},
         "mifid": mifid(f_real, f_syn, cfg.cosine_distance_eps),
     }
+    if n_patients >= 2:
+        result["memorisation"] = {
+            "feature": memorisation(f_syn, f_real, real_patients, "cosine", **mem_args),
+            "pixel": memorisation(syn.flatten(1), ref.flatten(1), real_patients, "l2", **mem_args),
+        }
+    else:  # the copy threshold is a distance between DIFFERENT patients: undefined for one
+        result["memorisation_skipped"] = (
+            f"the real set holds slices of {n_patients} patient; copy rates need >= 2 "
+            "(their threshold is the distance between slices of different patients)"
+        )
     precision, recall = precision_recall(f_real, f_syn, cfg.k_manifold, cfg.chunk)
     result["precision_recall"] = {"precision": precision, "recall": recall, "k": cfg.k_manifold}
     result["mask_fidelity"] = (

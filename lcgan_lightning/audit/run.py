@@ -190,13 +190,13 @@ def audit_is_current(set_dir: str | Path, judge_ckpt: str | Path | None = None) 
 
 def audit_summary(audit: Mapping[str, Any]) -> dict[str, Any]:
     """The headline numbers of an audit.json (the report's table, results.json's `audit`)."""
-    mem = audit["memorisation"]
+    mem = audit["memorisation"]  # {} when skipped (one training patient)
     mask = audit.get("mask_fidelity") or {}
     div = audit.get("diversity") or {}
     return {
         "n_synthetic": audit["n_synthetic"],
-        "copy_rate_feature": mem["feature"]["copy_rate"],
-        "copy_rate_pixel": mem["pixel"]["copy_rate"],
+        "copy_rate_feature": (mem.get("feature") or {}).get("copy_rate"),
+        "copy_rate_pixel": (mem.get("pixel") or {}).get("copy_rate"),
         "fid": audit["mifid"]["fid"],
         "mifid": audit["mifid"]["mifid"],
         "precision": audit["precision_recall"]["precision"],
