@@ -190,10 +190,15 @@ class Pipeline:
                      f"hydra.launcher.ray.remote.num_cpus={cpus}"]
         return args
 
+    def _short_stage_on_launcher(self) -> bool:
+        """Judge, select and synthesize go through the launcher: one other than basic, with
+        `short_stages_on_launcher` (on SLURM they then run on a GPU node, not the login node)."""
+        return self.cfg.get("launcher", "basic") != "basic" and bool(self.cfg.get("short_stages_on_launcher", True))
+
     def _single_job(self, run_dir: Path) -> tuple[list[str], bool]:
-        """(args, multirun) placing one app run in `run_dir`: with a launcher other than basic (and
-        `short_stages_on_launcher`) a one-job multirun through it, so on SLURM it runs on a GPU node."""
-        if self.cfg.get("launcher", "basic") != "basic" and self.cfg.get("short_stages_on_launcher", True):
+        """(args, multirun) placing one app run in `run_dir`: a one-job multirun through the launcher
+        when `_short_stage_on_launcher`, else a plain run."""
+        if self._short_stage_on_launcher():
             return [*self._launcher_args(), f"hydra.sweep.dir={quoted(run_dir)}", "hydra.sweep.subdir=."], True
         return [f"hydra.run.dir={quoted(run_dir)}"], False
 
@@ -582,9 +587,7 @@ class Pipeline:
                     f"out_dir={quoted(pattern)}",
                     f"seed={seed}",
                     *(["masks=novel", f"judge_ckpt={quoted(self.judge_ckpt(seed))}"] if novel else []),
-                    # a short stage: through the launcher only with short_stages_on_launcher
-                    *(self._launcher_args() if self.cfg.get("short_stages_on_launcher", True)
-                      else ["hydra/launcher=basic"]),
+                    *(self._launcher_args() if self._short_stage_on_launcher() else ["hydra/launcher=basic"]),
                     f"hydra.sweep.dir={quoted(sets)}",
                     "hydra.sweep.subdir='.hydra_run_frac=${data.fraction}'",  # beside the set, not inside it
                     *list(self.cfg.synthesize.get("overrides") or []),
