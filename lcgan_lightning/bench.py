@@ -97,32 +97,55 @@ def _dataset(n: int, image_size: int, seed: int = 0, stored: int = 32):
     return Fixed()
 
 
+def _shared(shape: tuple[int, ...], dtype: Any) -> Any:
+    """A batch tensor in shared memory inside a DataLoader worker (as default_collate allocates)."""
+    import torch
+    from torch.utils.data import get_worker_info
+
+    out = torch.empty(shape, dtype=dtype)
+    return out.share_memory_() if get_worker_info() is not None else out
+
+
 def _collate_onehot_on_cpu(samples: list[dict]) -> dict:
     """The loader's collate before the one-hot moved to the device (reference for `--loader`)."""
     import numpy as np
     import torch
     from torch.utils.data import default_collate
 
-    from lcgan_lightning.data.slices import _batch_tensor
-
     b, (h, w) = len(samples), tuple(samples[0]["mask"].shape)
-    images = _batch_tensor((b, 1, h, w), torch.float32)
+    images = _shared((b, 1, h, w), torch.float32)
     torch.stack([s["image"].to(torch.float32) for s in samples], out=images)
     masks = np.stack([s["mask"].numpy().astype(np.uint8, copy=False) for s in samples])
-    mask64 = _batch_tensor((b, h, w), torch.int64)
+    mask64 = _shared((b, h, w), torch.int64)
     mask64.numpy()[...] = masks
-    onehot = _batch_tensor((b, 6, h, w), torch.float32)
+    onehot = _shared((b, 6, h, w), torch.float32)
     for c in range(6):
         np.equal(masks, c, out=onehot.numpy()[:, c], casting="unsafe")
     rest = default_collate([{k: v for k, v in s.items() if k not in ("image", "mask")} for s in samples])
     return {"image": images, "mask": mask64, "mask_onehot": onehot, **rest}
 
 
+def _collate_storage_per_key(samples: list[dict]) -> dict:
+    """The one-hot-on-device collate with image, mask and `slice` in three shared-memory storages
+    (before they shared one; reference for `--loader`)."""
+    import torch
+    from torch.utils.data import default_collate
+
+    b, (h, w) = len(samples), tuple(samples[0]["mask"].shape)
+    images = _shared((b, 1, h, w), torch.float16)
+    torch.stack([s["image"] for s in samples], out=images)
+    masks = _shared((b, h, w), torch.uint8)
+    torch.stack([s["mask"] for s in samples], out=masks)
+    rest = default_collate([{k: v for k, v in s.items() if k not in ("image", "mask")} for s in samples])
+    return {"image": images, "mask": masks, **rest}
+
+
 def loader_throughput(image_size: int = 256, batch: int = 32, workers: int = 1, n: int = 1024,
                       repeats: int = 2) -> dict[str, Any]:
     """Slices/s through the training DataLoader (memory-mapped cache arrays, shuffled, `workers`
-    worker processes): the collate that built the one-hot on the CPU vs the current one (the one-hot
-    is built on the device). Alternates the two `repeats` times and keeps each one's best."""
+    worker processes): the collate that built the one-hot on the CPU, the one-hot-on-device collate
+    with a shared-memory storage per key, and the current one (one storage per batch). Alternates
+    them `repeats` times and keeps each one's best."""
     import tempfile
 
     import numpy as np
@@ -141,7 +164,8 @@ def loader_throughput(image_size: int = 256, batch: int = 32, workers: int = 1, 
                           np.array(["p"] * n), np.array(["v"] * n), np.arange(n))
         best: dict[str, float] = {}
         for _ in range(repeats):
-            for name, collate in (("onehot_on_cpu", _collate_onehot_on_cpu), ("current", collate_slices)):
+            for name, collate in (("onehot_on_cpu", _collate_onehot_on_cpu),
+                                  ("storage_per_key", _collate_storage_per_key), ("current", collate_slices)):
                 loader = DataLoader(SliceDataset(slices, onehot=False), batch_size=batch, shuffle=True,
                                     num_workers=workers, collate_fn=collate, persistent_workers=workers > 0)
                 next(iter(loader))  # start the workers
@@ -153,7 +177,8 @@ def loader_throughput(image_size: int = 256, batch: int = 32, workers: int = 1, 
                 print(f"loader {name:<14} {image_size}² batch {batch} workers {workers}: {rate:8.0f} slices/s",
                       flush=True)
     return {"image_size": image_size, "batch": batch, "workers": workers, "slices": n,
-            "slices_per_s": best, "speedup": best["current"] / best["onehot_on_cpu"]}
+            "slices_per_s": best, "speedup": best["current"] / best["onehot_on_cpu"],
+            "speedup_vs_storage_per_key": best["current"] / best["storage_per_key"]}
 
 
 def _run_one(spec: dict[str, Any]) -> dict[str, Any]:
@@ -312,7 +337,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         loader = [loader_throughput(size, args.loader_batch, args.loader_workers, repeats=max(2, args.repeats))
                   for size in _ints(args.sizes)]
         for r in loader:
-            print(f"  -> current/one-hot-on-CPU loader throughput {r['speedup']:.2f}x")
+            print(f"  -> current/one-hot-on-CPU loader throughput {r['speedup']:.2f}x, "
+                  f"current/storage-per-key {r['speedup_vs_storage_per_key']:.2f}x")
         report = {"machine": machine_info(), "args": vars(args), "loader": loader}
         Path(args.out).write_text(json.dumps(report, indent=2))
         print(f"wrote {args.out}")

@@ -28,6 +28,30 @@ def _old_and_new_batches():
     return old, new
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_collate_puts_image_mask_and_slice_in_one_storage(workers):
+    s = _slices()
+    s.slice_index[:] = np.arange(100, 108)
+    ref = default_collate([SliceDataset(s, onehot=False)[i] for i in range(len(s))])
+    got = next(iter(DataLoader(SliceDataset(s, onehot=False), batch_size=len(s), collate_fn=collate_slices,
+                               num_workers=workers)))
+    for key in ("image", "mask", "slice"):
+        assert got[key].dtype == ref[key].dtype and torch.equal(got[key], ref[key]), key
+    assert got["slice"].tolist() == list(range(100, 108)) and got["patient"] == ref["patient"]
+    ptr = got["image"].untyped_storage().data_ptr()
+    assert got["mask"].untyped_storage().data_ptr() == ptr == got["slice"].untyped_storage().data_ptr()
+
+
+def test_collate_mixed_float32_and_float16_images_keeps_float32():
+    s = _slices(n=2)
+    lean = SliceDataset(s, onehot=False)
+    augmented = dict(lean[1], image=lean[1]["image"].float() * 0.5)
+    got = collate_slices([lean[0], augmented])
+    assert got["image"].dtype == torch.float32
+    assert torch.equal(got["image"][0], lean[0]["image"].float())
+    assert torch.equal(got["image"][1], augmented["image"]) and torch.equal(got["mask"][1], lean[1]["mask"])
+
+
 def test_device_batch_equals_the_old_cpu_batch():
     old, new = _old_and_new_batches()
     assert new["mask"].dtype == torch.uint8 and "mask_onehot" not in new
