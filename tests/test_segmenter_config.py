@@ -36,3 +36,32 @@ def test_seg_judge_uses_all_training_patients():
     cfg = compose_train(["experiment=seg_judge"])
     assert cfg.data.fraction == 1.0 and cfg.data.augment == "none"
     assert cfg.model.arch == "fcn8s"
+
+
+def test_cpu_study_judge_is_a_basicunet_and_its_segmenters_a_fast_fcn8s(tmp_path, monkeypatch):
+    """The pipeline's judge and segmenter commands of scale=cpu_study compose into the configs the
+    README describes (the judge's overrides come after the segmenters' and win)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from lcgan_lightning.pipeline import Pipeline
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="pipeline", overrides=["scale=cpu_study"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    calls = []
+    monkeypatch.setattr(Pipeline, "_run_app", lambda self, module, args, multirun=False: calls.append(list(args)))
+    pipe = Pipeline(cfg, tmp_path)
+    pipe.layout.judge_dir.mkdir(parents=True)
+    (pipe.layout.judge_dir / "train_result.json").write_text('{"best_ckpt": "j.ckpt", "last_ckpt": null}')
+    pipe.stage_judge()
+    keep = ("model", "++trainer", "trainer.max_epochs", "trainer.check_val")
+
+    def train_cfg(args):
+        return compose_train([a for a in args if a.startswith(keep)] + ["data=phantom"])
+
+    judge = train_cfg(calls[0])
+    assert judge.model.arch == "basicunet" and judge.model.width == 0.25 and judge.model.lr == 3.0e-3
+    assert judge.trainer.max_steps == 3000 and judge.model.lr_schedule == "cosine" and judge.model.fused_adam
+    seg = train_cfg([f"model={cfg.seg.model}", *cfg.seg.overrides])
+    assert seg.model.arch == "fcn8s" and seg.model.fc6_kernel == 3 and seg.model.fused_adam
+    assert seg.trainer.max_steps == 150 and seg.model.width == 0.125
