@@ -382,7 +382,7 @@ def collate_slices(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
     Image, mask and integer keys are views of ONE byte buffer: a worker hands each shared-memory
     storage to the main process separately (a file descriptor each), so one storage instead of three
-    makes the hand-over, the limit of a 1-worker loader, cheaper (README "Data loading speed")."""
+    makes the hand-over, the limit of a 1-worker loader, cheaper (README "Data", "Batches")."""
     b, (h, w) = len(samples), tuple(samples[0]["mask"].shape)
     dtype = torch.float16 if all(s["image"].dtype == torch.float16 for s in samples) else torch.float32
     int_keys = [k for k, v in samples[0].items()
