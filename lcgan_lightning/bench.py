@@ -97,28 +97,21 @@ def _dataset(n: int, image_size: int, seed: int = 0, stored: int = 32):
     return Fixed()
 
 
-def _shared(shape: tuple[int, ...], dtype: Any) -> Any:
-    """A batch tensor in shared memory inside a DataLoader worker (as default_collate allocates)."""
-    import torch
-    from torch.utils.data import get_worker_info
-
-    out = torch.empty(shape, dtype=dtype)
-    return out.share_memory_() if get_worker_info() is not None else out
-
-
 def _collate_onehot_on_cpu(samples: list[dict]) -> dict:
     """The loader's collate before the one-hot moved to the device (reference for `--loader`)."""
     import numpy as np
     import torch
     from torch.utils.data import default_collate
 
+    from lcgan_lightning.data.slices import batch_tensor
+
     b, (h, w) = len(samples), tuple(samples[0]["mask"].shape)
-    images = _shared((b, 1, h, w), torch.float32)
+    images = batch_tensor((b, 1, h, w), torch.float32)
     torch.stack([s["image"].to(torch.float32) for s in samples], out=images)
     masks = np.stack([s["mask"].numpy().astype(np.uint8, copy=False) for s in samples])
-    mask64 = _shared((b, h, w), torch.int64)
+    mask64 = batch_tensor((b, h, w), torch.int64)
     mask64.numpy()[...] = masks
-    onehot = _shared((b, 6, h, w), torch.float32)
+    onehot = batch_tensor((b, 6, h, w), torch.float32)
     for c in range(6):
         np.equal(masks, c, out=onehot.numpy()[:, c], casting="unsafe")
     rest = default_collate([{k: v for k, v in s.items() if k not in ("image", "mask")} for s in samples])
@@ -131,10 +124,12 @@ def _collate_storage_per_key(samples: list[dict]) -> dict:
     import torch
     from torch.utils.data import default_collate
 
+    from lcgan_lightning.data.slices import batch_tensor
+
     b, (h, w) = len(samples), tuple(samples[0]["mask"].shape)
-    images = _shared((b, 1, h, w), torch.float16)
+    images = batch_tensor((b, 1, h, w), torch.float16)
     torch.stack([s["image"] for s in samples], out=images)
-    masks = _shared((b, h, w), torch.uint8)
+    masks = batch_tensor((b, h, w), torch.uint8)
     torch.stack([s["mask"] for s in samples], out=masks)
     rest = default_collate([{k: v for k, v in s.items() if k not in ("image", "mask")} for s in samples])
     return {"image": images, "mask": masks, **rest}

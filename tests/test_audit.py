@@ -268,7 +268,7 @@ def test_audit_of_a_one_patient_subset_skips_copy_rates_and_says_why(train, unse
     images, _, ids = train
     syn, syn_masks, _ = unseen
     one = np.asarray(ids) == np.asarray(ids)[0]
-    out = audit_set(syn, syn_masks, images[torch.as_tensor(one)], [i for i, k in zip(ids, one) if k],
+    out = audit_set(syn, syn_masks, images[torch.as_tensor(one)], [i for i, k in zip(ids, one, strict=True) if k],
                     conv_features(), config=AuditConfig(diversity_masks=3))
     json.dumps(out, allow_nan=False)
     assert out["n_patients"] == 1 and out["memorisation"] == {}

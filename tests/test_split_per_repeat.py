@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from data_helpers import bhsd_cases, write_bhsd
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
@@ -12,7 +13,6 @@ from omegaconf import OmegaConf
 from lcgan_lightning.data.datamodule import open_datamodule
 from lcgan_lightning.paths import CONF_DIR
 from lcgan_lightning.pipeline import Pipeline
-from data_helpers import bhsd_cases, write_bhsd
 
 
 def _compose(name: str, overrides: list[str]):

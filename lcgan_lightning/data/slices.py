@@ -362,10 +362,10 @@ def one_hot(masks: np.ndarray) -> np.ndarray:
     return (masks[..., None, :, :] == _CLASS_IDS.reshape(-1, 1, 1)).astype(np.float32)
 
 
-def _batch_buffer(nbytes: int) -> torch.Tensor:
-    # inside a DataLoader worker, allocate in shared memory (as default_collate does) so the batch
-    # is not copied again when it is sent to the main process
-    out = torch.empty(nbytes, dtype=torch.uint8)
+def batch_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An empty batch tensor; inside a DataLoader worker in shared memory (as default_collate
+    allocates), so the batch is not copied again when it is sent to the main process."""
+    out = torch.empty(shape, dtype=dtype)
     return out.share_memory_() if get_worker_info() is not None else out
 
 
@@ -389,7 +389,7 @@ def collate_slices(samples: list[dict[str, Any]]) -> dict[str, Any]:
                 if k not in ("image", "mask", "mask_onehot") and _is_int(v) and all(_is_int(s[k]) for s in samples)]
     # layout: int64 keys first (8-byte aligned), then the image, then the mask
     n_int, n_img = 8 * b * len(int_keys), b * h * w * dtype.itemsize
-    buf = _batch_buffer(n_int + n_img + b * h * w)
+    buf = batch_tensor((n_int + n_img + b * h * w,), torch.uint8)
     ints = buf[:n_int].view(torch.int64).view(len(int_keys), b)
     ints.copy_(torch.tensor([[s[k] for s in samples] for k in int_keys], dtype=torch.int64).view(len(int_keys), b))
     images = buf[n_int:n_int + n_img].view(dtype).view(b, 1, h, w)
