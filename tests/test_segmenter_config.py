@@ -38,7 +38,7 @@ def test_seg_judge_uses_all_training_patients():
     assert cfg.model.arch == "fcn8s"
 
 
-def test_cpu_study_judge_is_a_basicunet_and_its_segmenters_a_fast_fcn8s(tmp_path, monkeypatch):
+def test_cpu_study_judge_is_a_postprocessed_basicunet_and_its_segmenters_a_fast_fcn8s(tmp_path, monkeypatch):
     """The pipeline's judge and segmenter commands of scale=cpu_study compose into the configs the
     README describes (the judge's overrides come after the segmenters' and win)."""
     from hydra.core.global_hydra import GlobalHydra
@@ -62,6 +62,8 @@ def test_cpu_study_judge_is_a_basicunet_and_its_segmenters_a_fast_fcn8s(tmp_path
     judge = train_cfg(calls[0])
     assert judge.model.arch == "basicunet" and judge.model.width == 0.25 and judge.model.lr == 3.0e-3
     assert judge.trainer.max_steps == 3000 and judge.model.lr_schedule == "cosine" and judge.model.fused_adam
+    assert judge.model.postprocess == "region_majority"
     seg = train_cfg([f"model={cfg.seg.model}", *cfg.seg.overrides])
     assert seg.model.arch == "fcn8s" and seg.model.fc6_kernel == 3 and seg.model.fused_adam
+    assert seg.model.postprocess == "none"  # the segmenters under test are not post-processed
     assert seg.trainer.max_steps == 150 and seg.model.width == 0.125

@@ -6,7 +6,9 @@ Dice term, Dice pooled over the batch), Adam or SGD. Validation logs ``val/dsc``
 see :mod:`lcgan_lightning.metrics`), which the built-in ModelCheckpoint monitors. The model's
 callbacks (:mod:`lcgan_lightning.models.callbacks`) draw validation overlays and write
 ``<run_dir>/test_metrics.json`` and ``<run_dir>/predictions.npz``; the run dir is the trainer's
-``default_root_dir`` (``lcgan-train`` sets it to the Hydra run dir).
+``default_root_dir`` (``lcgan-train`` sets it to the Hydra run dir). ``postprocess=region_majority``
+(opt-in, :mod:`lcgan_lightning.models.postprocess`) relabels every predicted lesion region with its
+majority class in all of these.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from lcgan_lightning.models.callbacks import (
     TestPredictionsWriter,
 )
 from lcgan_lightning.models.fcn8s import FCN8s, load_vgg16_imagenet
+from lcgan_lightning.models.postprocess import POSTPROCESS, postprocess_labels
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,7 @@ class Segmenter(pl.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         fused_adam: bool = False,
+        postprocess: str = "none",
     ) -> None:
         super().__init__()
         net = to_plain(net)
@@ -118,6 +122,8 @@ class Segmenter(pl.LightningModule):
             raise ConfigError(f"model.optimizer={optimizer!r}: optimizer must be 'adam' or 'sgd'")
         if lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"model.lr_schedule={lr_schedule!r}: lr_schedule must be one of {LR_SCHEDULES}")
+        if postprocess not in POSTPROCESS:
+            raise ConfigError(f"model.postprocess={postprocess!r}: must be one of {POSTPROCESS}")
         if class_weights is not None and loss != "ce":
             raise ValueError("class_weights apply to loss=ce only")
         if class_weights is not None and len(class_weights) != num_classes:
@@ -154,13 +160,22 @@ class Segmenter(pl.LightningModule):
             return self._dice_ce(logits, masks[:, None])
         return F.cross_entropy(logits, masks, weight=self.class_weights)
 
+    def labels(self, logits: torch.Tensor) -> torch.Tensor:
+        """Label maps [B, H, W] from logits [B, C, H, W]: argmax, then ``postprocess`` (if any).
+
+        Every prediction of the module goes through here (validation, test, ``predict_masks``), so
+        the checkpoint choice, the test files, the FCN score and the audit see the same labels."""
+        return postprocess_labels(
+            logits.argmax(dim=1), self.hparams.get("postprocess", "none"), int(self.hparams.num_classes)
+        )
+
     @torch.no_grad()
     def predict_masks(self, images: torch.Tensor) -> torch.Tensor:
         """Label maps [B, H, W] (long) for images [B, 1, H, W] in [-1, 1]."""
         was_training = self.training
         self.eval()
         try:
-            return self.net(images.to(self.device, torch.float32)).argmax(dim=1)
+            return self.labels(self.net(images.to(self.device, torch.float32)))
         finally:
             self.train(was_training)
 
@@ -247,7 +262,7 @@ class Segmenter(pl.LightningModule):
         logits = self(images)
         self.log("val/loss", self.loss_fn(logits, masks), on_epoch=True, batch_size=images.shape[0],
                  sync_dist=True)
-        preds = logits.argmax(dim=1)
+        preds = self.labels(logits)
         self.val_metrics.update(preds, masks)
         return {"preds": preds.detach()}
 
@@ -260,7 +275,7 @@ class Segmenter(pl.LightningModule):
 
     # ---- test ----------------------------------------------------------------------------
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        return {"preds": self(batch["image"]).argmax(dim=1)}
+        return {"preds": self.labels(self(batch["image"]))}
 
 
 def load_segmenter(
