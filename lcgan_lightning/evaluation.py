@@ -9,7 +9,8 @@ class that the evaluated truth does not contain is reported as absent, not score
 
 Writes into the run dir: `predictions.npz` and `test_metrics.json` (the usual format, by the
 segmenter's own TestPredictionsWriter), `splits.json`, and `eval.json` (checkpoint, data, split,
-counts, the per-class presence table and the metrics).
+post-processing, counts, the per-class presence table and the metrics). `postprocess=none|
+region_majority` evaluates the same weights with another post-processing than the checkpoint's.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from lcgan_lightning.data.slices import SliceDataset
 from lcgan_lightning.data.validation import DatasetError
 from lcgan_lightning.errors import CheckpointNotFoundError, UserError
 from lcgan_lightning.layout import PREDICTIONS, TEST_METRICS
+from lcgan_lightning.models.postprocess import POSTPROCESS
 from lcgan_lightning.models.segmenter import load_segmenter
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     except ValueError as err:
         raise EvaluationError(f"{err} (lcgan-eval evaluates segmenter checkpoints; a generator is "
                               "judged by lcgan-select)") from err
+    if cfg.get("postprocess") is not None:
+        if str(cfg.postprocess) not in POSTPROCESS:
+            raise EvaluationError(f"postprocess={cfg.postprocess!r}: must be one of {POSTPROCESS} (or null: the checkpoint's)")
+        model.hparams.postprocess = str(cfg.postprocess)
     run_config = stored_run_config(ckpt_path, trust=trust)
     data_cfg, data_from = _data_config(cfg, run_config, ckpt_path)
     trained_size = (run_config.get("data") or {}).get("image_size")
@@ -143,6 +149,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "data": {"from": data_from, "layout": dm.layout, "root": str(dm.root), "window": dm.window,
                  "image_size": dm.image_size, "trained_image_size": trained_size},
         "split": split,
+        "postprocess": model.hparams.get("postprocess", "none"),
         "patients": len(patients),
         "slices": int(metrics.get("n_images", len(chosen))),
         "classes": presence,

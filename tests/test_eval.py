@@ -14,6 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from lcgan_lightning.evaluation import EvaluationError, class_presence, evaluate
 from lcgan_lightning.metrics import metrics_from_predictions
+from lcgan_lightning.models.postprocess import region_majority
 from lcgan_lightning.paths import CONF_DIR
 from lcgan_lightning.training import train
 
@@ -105,3 +106,19 @@ def test_wandb_name_says_what_is_evaluated(trained):
     cfg = _compose("eval", ["ckpt_path=x.ckpt", "split=all", "data=ctich"], root, "e4")
     assert cfg.logger.wandb.name == "eval split=all ctich"
     assert cfg.logger.wandb.job_type == "eval" and "split=all" in cfg.logger.wandb.tags
+
+
+def test_postprocess_override_evaluates_the_same_weights_the_other_way(trained):
+    """postprocess=region_majority relabels lesion regions; the binary masks stay those of the raw run."""
+    root, summary = trained
+    base = [f"ckpt_path='{summary['best_ckpt']}'", "logger=none", "trainer=cpu"]
+    raw = evaluate(_compose("eval", base, root, "eval_raw"))
+    post = evaluate(_compose("eval", [*base, "postprocess=region_majority"], root, "eval_post"))
+    assert raw["postprocess"] == "none" and post["postprocess"] == "region_majority"
+    with np.load(root / "eval_raw" / "predictions.npz") as a, np.load(root / "eval_post" / "predictions.npz") as b:
+        assert np.array_equal(a["pred"] > 0, b["pred"] > 0)
+        expected = region_majority(torch.from_numpy(a["pred"].astype(np.int64)), 6).numpy()
+        assert np.array_equal(b["pred"], expected)
+    assert post["metrics"]["binary_dsc"] == raw["metrics"]["binary_dsc"]
+    with pytest.raises(EvaluationError, match="postprocess='largest'"):
+        evaluate(_compose("eval", [*base, "postprocess=largest"], root, "eval_bad"))
