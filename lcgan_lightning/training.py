@@ -26,6 +26,7 @@ from lcgan_lightning.config import flatten, to_plain
 from lcgan_lightning.config_tree import print_config_tree
 from lcgan_lightning.devices import uses_cuda
 from lcgan_lightning.layout import FAILED, GENERATOR_ONLY, last_ckpt, train_result
+from lcgan_lightning.models.segmenter import coarse_output_note
 from lcgan_lightning.quiet import capture_output
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     image_source = _image_source(cfg.data, trust)
     datamodule: pl.LightningDataModule = instantiate(cfg.data, image_source=image_source)
     model: pl.LightningModule = instantiate(cfg.model)
+    note = coarse_output_note(cfg.model.get("arch"), cfg.data.get("image_size"), cfg.model.get("net"))
+    if note:
+        log.warning(note)
 
     callbacks = _instantiate_group(cfg.get("callbacks")) + [StoreRunConfig(resolved)]
     loggers = [pl.loggers.CSVLogger(save_dir=str(run_dir), name="csv", version="")]

@@ -67,3 +67,15 @@ def test_cpu_study_judge_is_a_postprocessed_basicunet_and_its_segmenters_a_fast_
     assert seg.model.arch == "fcn8s" and seg.model.fc6_kernel == 3 and seg.model.fused_adam
     assert seg.model.postprocess == "none"  # the segmenters under test are not post-processed
     assert seg.trainer.max_steps == 150 and seg.model.width == 0.125
+
+
+def test_fcn8s_on_small_images_gets_a_warning_naming_the_size_and_the_alternative():
+    from lcgan_lightning.models.segmenter import coarse_output_note
+
+    note = coarse_output_note("fcn8s", 64)
+    assert "data.image_size=64" in note and "stride-8" in note and "model=basicunet" in note
+    assert coarse_output_note("fcn8s", 32) is not None
+    assert coarse_output_note("fcn8s", 128) is None  # at 128² about half the phantom regions fill a cell
+    assert coarse_output_note("basicunet", 64) is None
+    assert coarse_output_note("fcn8s", 64, net={"_target_": "my.Net"}) is None  # arch unused
+    assert coarse_output_note(None, 64) is None  # the LcGAN config has no arch

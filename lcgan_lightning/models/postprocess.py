@@ -3,8 +3,8 @@
 ``region_majority``: every connected lesion region of a predicted label map (the pixels of any
 lesion class, 8-connected) takes the class most of its pixels have; background is untouched, so the
 binary lesion mask and every lesion-vs-background metric stay exactly as predicted. It removes the
-commonest error of a small segmenter on our data, a lesion painted in two classes (a rim of SDH on an
-IVH, say), which the strict per-image DSC counts as a false class on the image.
+commonest error of a small segmenter on the phantom, a bleed painted in two classes (SDH pixels on an
+EDH, say), which the strict per-image DSC counts as a class the image does not have.
 
 It assumes one class per connected bleed, which holds on the phantom (its bleeds are drawn one class
 each) but not always on real scans: an IPH with intraventricular extension is one connected region of

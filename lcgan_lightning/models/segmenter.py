@@ -81,6 +81,18 @@ def build_net(
     raise ConfigError(f"model.arch={arch!r}: unknown segmenter arch {arch!r}; choose one of {ARCHS} or give net._target_")
 
 
+def coarse_output_note(arch: str | None, image_size: int | None, net: dict | None = None) -> str | None:
+    """A warning when FCN-8s meets images so small that its stride-8 output grid is coarser than
+    most hemorrhage regions (image_size <= 64: 8x8-px cells), else None."""
+    if arch != "fcn8s" or net or not image_size or int(image_size) > 64:
+        return None
+    return (
+        f"model.arch=fcn8s at data.image_size={int(image_size)}: FCN-8s predicts on a stride-8 grid "
+        f"(8x8-px cells here), coarser than most hemorrhage regions at this size; expect a low DSC. "
+        "model=basicunet predicts at full resolution (README, 'Defaults that learn')."
+    )
+
+
 class Segmenter(pl.LightningModule):
     """Segments 1-channel CT slices into our 6 classes; logs the paper's metrics.
 
@@ -306,4 +318,4 @@ def load_segmenter(
     return model.eval()
 
 
-__all__ = ["Segmenter", "build_net", "load_segmenter"]
+__all__ = ["Segmenter", "build_net", "coarse_output_note", "load_segmenter"]
