@@ -34,7 +34,7 @@ from lcgan_lightning.data.slices import SliceDataset
 from lcgan_lightning.data.validation import DatasetError
 from lcgan_lightning.errors import CheckpointNotFoundError, UserError
 from lcgan_lightning.layout import PREDICTIONS, TEST_METRICS
-from lcgan_lightning.models.postprocess import POSTPROCESS
+from lcgan_lightning.models.postprocess import check_postprocess
 from lcgan_lightning.models.segmenter import load_segmenter
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     except ValueError as err:
         raise EvaluationError(f"{err} (lcgan-eval evaluates segmenter checkpoints; a generator is "
                               "judged by lcgan-select)") from err
-    if cfg.get("postprocess") is not None:
-        if str(cfg.postprocess) not in POSTPROCESS:
-            raise EvaluationError(f"postprocess={cfg.postprocess!r}: must be one of {POSTPROCESS} (or null: the checkpoint's)")
-        model.hparams.postprocess = str(cfg.postprocess)
+    if cfg.get("postprocess") is not None:  # null: the checkpoint's own
+        model.hparams.postprocess = check_postprocess(str(cfg.postprocess), key="postprocess")
     run_config = stored_run_config(ckpt_path, trust=trust)
     data_cfg, data_from = _data_config(cfg, run_config, ckpt_path)
     trained_size = (run_config.get("data") or {}).get("image_size")

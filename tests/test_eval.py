@@ -12,6 +12,7 @@ from data_helpers import write_ctich
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from lcgan_lightning.errors import ConfigError
 from lcgan_lightning.evaluation import EvaluationError, class_presence, evaluate
 from lcgan_lightning.metrics import metrics_from_predictions
 from lcgan_lightning.models.postprocess import region_majority
@@ -118,7 +119,8 @@ def test_postprocess_override_evaluates_the_same_weights_the_other_way(trained):
     with np.load(root / "eval_raw" / "predictions.npz") as a, np.load(root / "eval_post" / "predictions.npz") as b:
         assert np.array_equal(a["pred"] > 0, b["pred"] > 0)
         expected = region_majority(torch.from_numpy(a["pred"].astype(np.int64)), 6).numpy()
+        assert not np.array_equal(expected, a["pred"])  # this model paints mixed regions: the override shows
         assert np.array_equal(b["pred"], expected)
     assert post["metrics"]["binary_dsc"] == raw["metrics"]["binary_dsc"]
-    with pytest.raises(EvaluationError, match="postprocess='largest'"):
+    with pytest.raises(ConfigError, match="^postprocess='largest'"):
         evaluate(_compose("eval", [*base, "postprocess=largest"], root, "eval_bad"))

@@ -19,9 +19,16 @@ import torch
 from scipy import ndimage
 
 from lcgan_lightning.errors import ConfigError
+from lcgan_lightning.metrics import EIGHT_CONNECTED
 
 POSTPROCESS = ("none", "region_majority")
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+def check_postprocess(method: str, key: str = "model.postprocess") -> str:
+    """``method`` if it names a post-processing, else a ConfigError naming ``key``."""
+    if method not in POSTPROCESS:
+        raise ConfigError(f"{key}={method!r}: must be one of {POSTPROCESS}")
+    return method
 
 
 def region_majority(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -31,7 +38,7 @@ def region_majority(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     maps = labels.detach().cpu().numpy()
     out = np.empty_like(maps)
     for i, lab in enumerate(maps):
-        regions, n = ndimage.label(lab > 0, structure=_EIGHT_CONNECTED)
+        regions, n = ndimage.label(lab > 0, structure=EIGHT_CONNECTED)  # as the detection metric's components
         if n == 0:
             out[i] = lab
             continue
@@ -45,11 +52,9 @@ def region_majority(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def postprocess_labels(labels: torch.Tensor, method: str, num_classes: int) -> torch.Tensor:
     """``labels`` [B, H, W] after the named post-processing (``none`` returns them unchanged)."""
-    if method == "none":
+    if check_postprocess(method) == "none":
         return labels
-    if method == "region_majority":
-        return region_majority(labels, num_classes)
-    raise ConfigError(f"model.postprocess={method!r}: must be one of {POSTPROCESS}")
+    return region_majority(labels, num_classes)
 
 
-__all__ = ["POSTPROCESS", "postprocess_labels", "region_majority"]
+__all__ = ["POSTPROCESS", "check_postprocess", "postprocess_labels", "region_majority"]

@@ -36,7 +36,7 @@ from lcgan_lightning.models.callbacks import (
     TestPredictionsWriter,
 )
 from lcgan_lightning.models.fcn8s import FCN8s, load_vgg16_imagenet
-from lcgan_lightning.models.postprocess import POSTPROCESS, postprocess_labels
+from lcgan_lightning.models.postprocess import check_postprocess, postprocess_labels
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,7 @@ class Segmenter(pl.LightningModule):
             raise ConfigError(f"model.optimizer={optimizer!r}: optimizer must be 'adam' or 'sgd'")
         if lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"model.lr_schedule={lr_schedule!r}: lr_schedule must be one of {LR_SCHEDULES}")
-        if postprocess not in POSTPROCESS:
-            raise ConfigError(f"model.postprocess={postprocess!r}: must be one of {POSTPROCESS}")
+        check_postprocess(postprocess)
         if class_weights is not None and loss != "ce":
             raise ValueError("class_weights apply to loss=ce only")
         if class_weights is not None and len(class_weights) != num_classes:
