@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX_URL ?=
 RUN_DIR ?= runs/smoke
+# pytest-xdist workers for make test / test-fast (one test file per worker at a time: module fixtures are
+# built once); 0 = no workers, in this process.
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint clean run paper report bench gpu-check sweep-gan sweep-seg wandb-sync
@@ -23,11 +26,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## create .venv/ and install the package with its dependencies
 
-test: install  ## run the whole test suite (what CI runs)
-	$(PY) -m pytest
+test: install  ## run the whole test suite (what CI runs), TEST_WORKERS files at a time
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install  ## the suite without the slow end-to-end tests
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: install  ## ruff check
 	$(VENV)/bin/ruff check lcgan_lightning tests
