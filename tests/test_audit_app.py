@@ -100,6 +100,45 @@ def test_audit_app_writes_audit_json_beside_the_set(made):
     assert not audit_is_current(set_dir, made["judge"])
 
 
+def test_a_set_with_two_images_per_mask_is_audited_whole(made):
+    """k = 2: both copies are audited. Copy 1 is made of the real training slices themselves, so a
+    first-copy-only audit would miss them; here they are half the set and the closest pairs."""
+    from lcgan_lightning.audit import audit_is_current
+    from lcgan_lightning.cli.audit import audit_from_config
+    from lcgan_lightning.cli.synthesize import synthesize_from_config
+    from lcgan_lightning.data.datamodule import open_datamodule
+
+    set_dir = made["root"] / "syn_k2"
+    synthesize_from_config(_compose("synthesize", made["root"], [
+        f"checkpoint={made['gen']}", "data.fraction=0.25", f"splits_path={made['splits']}", f"out_dir={set_dir}",
+        "previews=0", "data.synthetic_per_mask=2"]))
+    cfg = _audit_cfg(made, set_dir)
+    train = open_datamodule(cfg.data, augment="none", fraction=0.25, splits_path=str(made["splits"])).train_slices
+    n = len(train)
+    images = np.load(set_dir / "images.npy")
+    assert images.shape[0] == 2 * n
+    images[n:] = np.asarray(train.images, dtype=np.float16).reshape(images[n:].shape)  # copy 1 = the real slices
+    np.save(set_dir / "images.npy", images)
+
+    audit = audit_from_config(cfg)
+    assert (audit["n_synthetic"], audit["n_real"], audit["set"]["images_per_mask"]) == (2 * n, n, 2)
+    pixel = audit["memorisation"]["pixel"]
+    assert pixel["copy_rate"] >= 0.5
+    closest = pixel["closest_pairs"][:n]  # the copies of copy 1 come first, each next to its own slice
+    assert closest and all(p["synthetic"] >= n and p["own_source"] and p["distance"] < 1e-2 for p in closest)
+    assert all(row < n for row in audit["diversity"]["mask_rows"])  # distinct masks: copy 0's rows
+    assert audit_is_current(set_dir, made["judge"])
+    stale = {**audit, "version": 1}  # an audit of the first copy only, made before
+    (set_dir / "audit.json").write_text(json.dumps(stale))
+    assert not audit_is_current(set_dir, made["judge"])
+
+    masks = np.load(set_dir / "masks.npy")
+    masks[n + 1] = (masks[n + 1] + 1) % 6  # copy 1 of the 2nd slice no longer has its mask
+    np.save(set_dir / "masks.npy", masks)
+    with pytest.raises(SyntheticSetError, match=r"syn_k2/manifest.json \(copy 1\).*1 synthetic masks differ"):
+        audit_from_config(cfg)
+
+
 def test_audit_stops_on_bad_sets_naming_file_and_defect(made):
     from lcgan_lightning.cli.audit import audit_from_config
 

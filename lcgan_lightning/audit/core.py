@@ -21,7 +21,8 @@ from lcgan_lightning.audit.manifold import precision_recall
 from lcgan_lightning.audit.neighbours import memorisation
 from lcgan_lightning.metrics import to_json_safe
 
-AUDIT_VERSION = 1
+# 2: a redraw set with k > 1 images per mask is audited whole (version 1 audited its first copy)
+AUDIT_VERSION = 2
 RANGE_TOLERANCE = 1e-3
 
 CONVENTIONS = {
@@ -160,14 +161,16 @@ def audit_set(
     predict_masks: Callable[[Tensor], Tensor] | None = None,
     generator: Any | None = None,
     config: AuditConfig | None = None,
+    distinct_masks: int | None = None,
 ) -> dict[str, Any]:
     """Audit a synthetic set against the real training slices of its fraction; JSON-safe dict.
 
     synthetic [N,H,W] in [-1,1] with synthetic_masks [N,H,W]; real [M,H,W] in [-1,1] with one
     patient id per slice. ``feature_fn`` maps [B,1,H,W] to [B,F] (the judge's encoder_features).
     ``predict_masks`` (judge) enables mask fidelity; ``generator`` (``.generate(masks, seed,
-    dropout)``) enables seed diversity on a seeded sample of the synthetic masks. Skipped parts are
-    null.
+    dropout)``) enables seed diversity on a seeded sample of the synthetic masks, drawn from the
+    first ``distinct_masks`` rows (None: all), which must hold each mask once (a set with k images
+    per mask: its first copy). Skipped parts are null.
     """
     cfg = config or AuditConfig()
     syn = as_images(synthetic, "synthetic")
@@ -182,6 +185,9 @@ def audit_set(
         raise ValueError(
             f"synthetic images are {tuple(syn.shape[-2:])} but real slices {tuple(ref.shape[-2:])}"
         )
+    n_masks = len(masks) if distinct_masks is None else int(distinct_masks)
+    if not 0 < n_masks <= len(masks):
+        raise ValueError(f"distinct_masks={distinct_masks}: must be in 1..{len(masks)}")
     if len(real_patients) != len(ref):
         raise ValueError(f"real_patients: {len(real_patients)} ids for {len(ref)} real slices")
 
@@ -225,7 +231,7 @@ def audit_set(
     if generator is not None:
         rng = np.random.default_rng(cfg.seed)
         rows = np.sort(
-            rng.choice(len(masks), size=min(cfg.diversity_masks, len(masks)), replace=False)
+            rng.choice(n_masks, size=min(cfg.diversity_masks, n_masks), replace=False)
         )
         div = seed_diversity(generator, masks[torch.as_tensor(rows)], cfg.diversity_k, cfg.seed)
         result["diversity"] = {**div, "mask_rows": rows.tolist()}

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lcgan_lightning.audit.core import AuditConfig, audit_set
+from lcgan_lightning.audit.core import AUDIT_VERSION, AuditConfig, audit_set
 from lcgan_lightning.audit.figures import closest_pairs_figure
 from lcgan_lightning.constants import LESION_CLASSES
 from lcgan_lightning.data.slices import SliceSet
@@ -45,7 +45,8 @@ def checked_set(set_dir: str | Path, train_slices: SliceSet, lesion_only: bool =
 
     The set must hold exactly the training slices of its fraction (only those with a lesion when
     ``lesion_only``, as `lcgan-synthesize lesion_only=true` makes them), with the same masks and
-    finite images.
+    finite images; a redraw set with k copies per mask must hold them in every copy and is
+    returned whole (k x N rows, copy-major).
     """
     d = Path(set_dir)
     synthetic = read_synthetic_set(d)  # missing files, malformed manifest, dtypes, shapes
@@ -55,9 +56,17 @@ def checked_set(set_dir: str | Path, train_slices: SliceSet, lesion_only: bool =
     expected = train_slices
     if lesion_only:
         expected = train_slices.select(np.asarray(train_slices.masks).reshape(len(train_slices), -1).max(1) > 0)
-    if int(manifest.get("per_mask") or 1) > 1:  # k copies per mask: the first copy is audited
-        return load_synthetic_rows(d, expected, 1, "redraw"), manifest
+    per_mask = int(manifest.get("per_mask") or 1)
+    if per_mask > 1:  # k copies per mask, copy-major: every copy is audited
+        return load_synthetic_rows(d, expected, per_mask, "redraw"), manifest
     return match_synthetic_set(synthetic, expected, str(d)), manifest
+
+
+def _distinct_masks(manifest: Mapping[str, Any], n_rows: int) -> int:
+    """How many leading rows hold each mask of the set once: copy 0 of a redraw set with k copies
+    (n_rows / k), every row of a novel set (its masks are all new)."""
+    per_mask = int(manifest.get("per_mask") or 1)
+    return n_rows // per_mask if manifest_kind(manifest) == "redraw" else n_rows
 
 
 def set_fraction(fraction: float | None, manifest: Mapping[str, Any], set_dir: Path) -> float:
@@ -132,6 +141,7 @@ def audit_synthetic_set(
         gen_path = _generator_ckpt(generator_ckpt, manifest, d)
         generator = load_generator(str(gen_path))
     real = np.asarray(train_slices.images, dtype=np.float32)
+    distinct = _distinct_masks(manifest, len(synthetic))
     result = audit_set(
         np.asarray(synthetic.images, dtype=np.float32),
         np.asarray(synthetic.masks),
@@ -141,6 +151,7 @@ def audit_synthetic_set(
         judge.predict_masks,
         generator,
         config,
+        distinct_masks=distinct,
     )
     sources = [f"{p}/{v}/slice {s}" for p, v, s in
                zip(synthetic.patients, synthetic.volumes, synthetic.slice_index, strict=True)]
@@ -162,6 +173,7 @@ def audit_synthetic_set(
         "fraction": set_fraction(fraction, manifest, d),
         "seed": manifest.get("seed"),
         "lesion_only": bool(lesion_only),
+        "images_per_mask": len(synthetic) // distinct,
         "generator_ckpt": str(gen_path.resolve()) if gen_path else None,
     }
     result["judge_ckpt"] = str(Path(judge_ckpt).resolve()) if judge_ckpt else None
@@ -173,7 +185,8 @@ def audit_synthetic_set(
 
 
 def audit_is_current(set_dir: str | Path, judge_ckpt: str | Path | None = None) -> bool:
-    """audit.json exists, was made from this manifest and (if given) with this judge."""
+    """audit.json exists, was made from this manifest, by this version of the audit and (if
+    given) with this judge."""
     d = Path(set_dir)
     path, manifest = d / AUDIT, d / "manifest.json"
     if not (path.is_file() and manifest.is_file()):
@@ -183,7 +196,7 @@ def audit_is_current(set_dir: str | Path, judge_ckpt: str | Path | None = None) 
         made_from = audit["set"]["manifest_sha256"]
     except (json.JSONDecodeError, KeyError, TypeError):
         return False
-    if made_from != sha256_file(manifest):
+    if made_from != sha256_file(manifest) or audit.get("version") != AUDIT_VERSION:
         return False
     return judge_ckpt is None or audit.get("judge_ckpt") == str(Path(judge_ckpt).resolve())
 
