@@ -124,3 +124,28 @@ def test_postprocess_override_evaluates_the_same_weights_the_other_way(trained):
     assert post["metrics"]["binary_dsc"] == raw["metrics"]["binary_dsc"]
     with pytest.raises(ConfigError, match="^postprocess='largest'"):
         evaluate(_compose("eval", [*base, "postprocess=largest"], root, "eval_bad"))
+
+
+# Data keys an evaluation takes as they are (from the checkpoint's training config or the command
+# line): where and how to read slices, and the split. Every other key describes the training set
+# and must be reset by evaluation.TRAINING_ONLY_DATA_KEYS.
+EVALUATION_DATA_KEYS = {
+    "_target_", "layout", "root", "image_size", "batch_size", "eval_batch_size", "val_samples",
+    "num_workers", "pin_memory", "window", "lesion_only", "val_ratio", "test_ratio", "subsets",
+    "subset_counts", "seed", "sample_seed", "cache_dir", "splits_path", "label_map",
+    "multi_label_slices", "on_defect", "hu_offset", "phantom",
+}
+
+
+@pytest.mark.parametrize("data", ["bhsd", "ctich", "folder", "phantom"])
+def test_every_data_key_is_either_evaluated_as_trained_or_reset(data):
+    """A new data key must be sorted here: one that changes the training set (an augmentation, a
+    subset) and is missing from TRAINING_ONLY_DATA_KEYS would make lcgan-eval test on it."""
+    from lcgan_lightning.evaluation import TRAINING_ONLY_DATA_KEYS
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        keys = set(compose("train", overrides=[f"data={data}"]).data)
+    assert not EVALUATION_DATA_KEYS & set(TRAINING_ONLY_DATA_KEYS)
+    assert keys - EVALUATION_DATA_KEYS == set(TRAINING_ONLY_DATA_KEYS), (
+        "sort the new data key(s) into TRAINING_ONLY_DATA_KEYS or EVALUATION_DATA_KEYS")
