@@ -56,17 +56,16 @@ def checked_set(set_dir: str | Path, train_slices: SliceSet, lesion_only: bool =
     expected = train_slices
     if lesion_only:
         expected = train_slices.select(np.asarray(train_slices.masks).reshape(len(train_slices), -1).max(1) > 0)
-    per_mask = int(manifest.get("per_mask") or 1)
-    if per_mask > 1:  # k copies per mask, copy-major: every copy is audited
-        return load_synthetic_rows(d, expected, per_mask, "redraw"), manifest
+    k = _images_per_mask(manifest)
+    if k > 1:  # k copies per mask, copy-major: every copy is audited
+        return load_synthetic_rows(d, expected, k, "redraw"), manifest
     return match_synthetic_set(synthetic, expected, str(d)), manifest
 
 
-def _distinct_masks(manifest: Mapping[str, Any], n_rows: int) -> int:
-    """How many leading rows hold each mask of the set once: copy 0 of a redraw set with k copies
-    (n_rows / k), every row of a novel set (its masks are all new)."""
-    per_mask = int(manifest.get("per_mask") or 1)
-    return n_rows // per_mask if manifest_kind(manifest) == "redraw" else n_rows
+def _images_per_mask(manifest: Mapping[str, Any]) -> int:
+    """Synthetic images per distinct mask: k of a redraw set made with k copies (rows copy-major, so
+    the first n/k rows hold each mask once); 1 for a novel set (every mask is new)."""
+    return int(manifest.get("per_mask") or 1) if manifest_kind(manifest) == "redraw" else 1
 
 
 def set_fraction(fraction: float | None, manifest: Mapping[str, Any], set_dir: Path) -> float:
@@ -141,7 +140,7 @@ def audit_synthetic_set(
         gen_path = _generator_ckpt(generator_ckpt, manifest, d)
         generator = load_generator(str(gen_path))
     real = np.asarray(train_slices.images, dtype=np.float32)
-    distinct = _distinct_masks(manifest, len(synthetic))
+    k = _images_per_mask(manifest)
     result = audit_set(
         np.asarray(synthetic.images, dtype=np.float32),
         np.asarray(synthetic.masks),
@@ -151,7 +150,7 @@ def audit_synthetic_set(
         judge.predict_masks,
         generator,
         config,
-        distinct_masks=distinct,
+        distinct_masks=len(synthetic) // k,
     )
     sources = [f"{p}/{v}/slice {s}" for p, v, s in
                zip(synthetic.patients, synthetic.volumes, synthetic.slice_index, strict=True)]
@@ -173,7 +172,7 @@ def audit_synthetic_set(
         "fraction": set_fraction(fraction, manifest, d),
         "seed": manifest.get("seed"),
         "lesion_only": bool(lesion_only),
-        "images_per_mask": len(synthetic) // distinct,
+        "images_per_mask": k,
         "generator_ckpt": str(gen_path.resolve()) if gen_path else None,
     }
     result["judge_ckpt"] = str(Path(judge_ckpt).resolve()) if judge_ckpt else None
