@@ -13,7 +13,7 @@ RUN_DIR ?= runs/smoke
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint clean run paper report bench gpu-check sweep-gan sweep-seg wandb-sync
+.PHONY: help install test test-fast lint typecheck clean run paper report bench gpu-check sweep-gan sweep-seg wandb-sync
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,8 +35,11 @@ test-fast: install  ## the suite without the slow end-to-end tests
 lint: install  ## ruff check
 	$(VENV)/bin/ruff check lcgan_lightning tests
 
+typecheck: install  ## mypy on the package (config in pyproject.toml)
+	$(VENV)/bin/mypy
+
 clean:  ## remove caches and run outputs (keeps .venv and data/)
-	rm -rf outputs runs .pytest_cache .ruff_cache lightning_logs wandb
+	rm -rf outputs runs .pytest_cache .ruff_cache .mypy_cache lightning_logs wandb
 	find multirun -mindepth 1 ! -name README.md -exec rm -rf {} + 2>/dev/null || true
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
@@ -58,7 +61,7 @@ sweep-gan: install  ## the paper's GAN grid (3 fractions x 200 epochs; 10/50/100
 sweep-seg: install  ## segmentation grid (3 fractions x 4 variants); gan/both need ARGS="data.synthetic_dir='...'"
 	$(VENV)/bin/lcgan-train -m experiment=seg_sweep $(ARGS)
 
-bench: install  ## LcGAN step: plain PyTorch vs Lightning fp32 vs channels_last/compile (bench.json); ARGS=--loader: DataLoader slices/s
+bench: install  ## LcGAN step: plain PyTorch vs Lightning fp32 vs channels_last/compile (bench.json); ARGS=--loader: DataLoader slices/s, --mask-bank / --audit: their wall time
 	$(PY) -m lcgan_lightning.bench --out bench.json $(ARGS)
 
 wandb-sync: install  ## upload every offline W&B run under outputs/, multirun/ and runs/

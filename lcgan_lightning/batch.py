@@ -28,7 +28,8 @@ def speed_up(module: torch.nn.Module, channels_last: bool = False, compile: bool
     kernels on recent GPUs and on CPUs with oneDNN) and `torch.compile` (`nn.Module.compile`: the
     state_dict keys and checkpoints stay as they are; compiled on the first call)."""
     if channels_last:
-        module.to(memory_format=torch.channels_last)
+        # Module.to accepts memory_format (torch's overloads for it leave the keyword out)
+        module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if compile:
         module.compile()
 

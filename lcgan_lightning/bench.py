@@ -15,6 +15,8 @@ fp32 step (the current default) of the same size and batch. Step time = wall clo
 transfer, G+D step, framework bookkeeping; device synchronised), median over the timed steps after `--warmup` untimed ones (the median resists load spikes on shared
 machines); throughput = batch / median step time. `--repeats` alternates plain/Lightning runs and keeps
 each implementation's fastest median.
+
+`--loader`, `--mask-bank`, `--audit` and `--verdicts` time other operations instead (lcgan_lightning.bench_operations).
 """
 
 from __future__ import annotations
@@ -95,85 +97,6 @@ def _dataset(n: int, image_size: int, seed: int = 0, stored: int = 32):
             return {"image": images[i % stored], "mask": masks[i % stored]}
 
     return Fixed()
-
-
-def _collate_onehot_on_cpu(samples: list[dict]) -> dict:
-    """The loader's collate before the one-hot moved to the device (reference for `--loader`)."""
-    import numpy as np
-    import torch
-    from torch.utils.data import default_collate
-
-    from lcgan_lightning.data.slices import batch_tensor
-
-    b, (h, w) = len(samples), tuple(samples[0]["mask"].shape)
-    images = batch_tensor((b, 1, h, w), torch.float32)
-    torch.stack([s["image"].to(torch.float32) for s in samples], out=images)
-    masks = np.stack([s["mask"].numpy().astype(np.uint8, copy=False) for s in samples])
-    mask64 = batch_tensor((b, h, w), torch.int64)
-    mask64.numpy()[...] = masks
-    onehot = batch_tensor((b, 6, h, w), torch.float32)
-    for c in range(6):
-        np.equal(masks, c, out=onehot.numpy()[:, c], casting="unsafe")
-    rest = default_collate([{k: v for k, v in s.items() if k not in ("image", "mask")} for s in samples])
-    return {"image": images, "mask": mask64, "mask_onehot": onehot, **rest}
-
-
-def _collate_storage_per_key(samples: list[dict]) -> dict:
-    """The one-hot-on-device collate with image, mask and `slice` in three shared-memory storages
-    (before they shared one; reference for `--loader`)."""
-    import torch
-    from torch.utils.data import default_collate
-
-    from lcgan_lightning.data.slices import batch_tensor
-
-    b, (h, w) = len(samples), tuple(samples[0]["mask"].shape)
-    images = batch_tensor((b, 1, h, w), torch.float16)
-    torch.stack([s["image"] for s in samples], out=images)
-    masks = batch_tensor((b, h, w), torch.uint8)
-    torch.stack([s["mask"] for s in samples], out=masks)
-    rest = default_collate([{k: v for k, v in s.items() if k not in ("image", "mask")} for s in samples])
-    return {"image": images, "mask": masks, **rest}
-
-
-def loader_throughput(image_size: int = 256, batch: int = 32, workers: int = 1, n: int = 1024,
-                      repeats: int = 2) -> dict[str, Any]:
-    """Slices/s through the training DataLoader (memory-mapped cache arrays, shuffled, `workers`
-    worker processes): the collate that built the one-hot on the CPU, the one-hot-on-device collate
-    with a shared-memory storage per key, and the current one (one storage per batch). Alternates
-    them `repeats` times and keeps each one's best."""
-    import tempfile
-
-    import numpy as np
-    from torch.utils.data import DataLoader
-
-    from lcgan_lightning.data.slices import SliceDataset, SliceSet, collate_slices
-
-    rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        masks = np.zeros((n, image_size, image_size), np.uint8)
-        q = image_size // 4
-        masks[:, q:2 * q, q:2 * q] = rng.integers(1, 6, (n, 1, 1))
-        np.save(f"{tmp}/images.npy", rng.uniform(-1, 1, (n, image_size, image_size)).astype(np.float16))
-        np.save(f"{tmp}/masks.npy", masks)
-        slices = SliceSet(np.load(f"{tmp}/images.npy", mmap_mode="r"), np.load(f"{tmp}/masks.npy", mmap_mode="r"),
-                          np.array(["p"] * n), np.array(["v"] * n), np.arange(n))
-        best: dict[str, float] = {}
-        for _ in range(repeats):
-            for name, collate in (("onehot_on_cpu", _collate_onehot_on_cpu),
-                                  ("storage_per_key", _collate_storage_per_key), ("current", collate_slices)):
-                loader = DataLoader(SliceDataset(slices, onehot=False), batch_size=batch, shuffle=True,
-                                    num_workers=workers, collate_fn=collate, persistent_workers=workers > 0)
-                next(iter(loader))  # start the workers
-                start, seen = time.perf_counter(), 0
-                for b in loader:
-                    seen += len(b["image"])
-                rate = seen / (time.perf_counter() - start)
-                best[name] = max(best.get(name, 0.0), rate)
-                print(f"loader {name:<14} {image_size}² batch {batch} workers {workers}: {rate:8.0f} slices/s",
-                      flush=True)
-    return {"image_size": image_size, "batch": batch, "workers": workers, "slices": n,
-            "slices_per_s": best, "speedup": best["current"] / best["onehot_on_cpu"],
-            "speedup_vs_storage_per_key": best["current"] / best["storage_per_key"]}
 
 
 def _run_one(spec: dict[str, Any]) -> dict[str, Any]:
@@ -322,22 +245,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="measure DataLoader slices/s instead (256², batch 32, 1 worker: --sizes/--loader-*)")
     p.add_argument("--loader-batch", type=int, default=32)
     p.add_argument("--loader-workers", type=int, default=1)
+    p.add_argument("--mask-bank", action="store_true",
+                   help="time the mask bank instead: 1000 new masks at 256² from 16 phantom patients")
+    p.add_argument("--audit", action="store_true",
+                   help="time the audit instead: 1000 synthetic vs 800 real slices at 128², stand-in judge")
+    p.add_argument("--verdicts", action="store_true",
+                   help="time the paired comparisons of every metric instead: 5 vs 5 runs, 40 test patients")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.child:
         print("BENCH_RESULT " + json.dumps(_run_one(json.loads(args.child))), flush=True)
         return {}
-    if args.loader:
-        loader = [loader_throughput(size, args.loader_batch, args.loader_workers, repeats=max(2, args.repeats))
-                  for size in _ints(args.sizes)]
-        for r in loader:
-            print(f"  -> current/one-hot-on-CPU loader throughput {r['speedup']:.2f}x, "
-                  f"current/storage-per-key {r['speedup_vs_storage_per_key']:.2f}x")
-        report = {"machine": machine_info(), "args": vars(args), "loader": loader}
-        Path(args.out).write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.out}")
-        return report
+    if args.loader or args.mask_bank or args.audit or args.verdicts:
+        return _write(args, _operations(args))
 
     import torch
 
@@ -395,8 +316,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                          over_lightning_fp32=light / light32))
                     print(f"  -> LcGAN {mode}: {light / plain32:.2f}x the plain fp32 step, "
                           f"{light / light32:.2f}x the current (fp32) step")
-    report = {"machine": machine_info(), "args": vars(args), "results": results, "ratios": ratios,
-              "speedups": speedups}
+    return _write(args, {"results": results, "ratios": ratios, "speedups": speedups})
+
+
+def _operations(args: argparse.Namespace) -> dict[str, Any]:
+    """The timings of --loader / --mask-bank / --audit / --verdicts (lcgan_lightning.bench_operations)."""
+    from lcgan_lightning import bench_operations as ops
+
+    out: dict[str, Any] = {}
+    if args.loader:
+        out["loader"] = [ops.loader_throughput(size, args.loader_batch, args.loader_workers,
+                                               repeats=max(2, args.repeats)) for size in _ints(args.sizes)]
+    if args.mask_bank:
+        out["mask_bank"] = ops.mask_bank_timing()
+    if args.audit:
+        out["audit"] = ops.audit_timing()
+    if args.verdicts:
+        out["verdicts"] = ops.verdicts_timing()
+    return out
+
+
+def _write(args: argparse.Namespace, parts: dict[str, Any]) -> dict[str, Any]:
+    report = {"machine": machine_info(), "args": vars(args), **parts}
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")
     return report

@@ -14,7 +14,7 @@ from typing import Any
 
 import rich
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, DictKeyType, OmegaConf
 from rich.console import Console
 from rich.syntax import Syntax
 from rich.tree import Tree
@@ -31,6 +31,7 @@ def build_config_tree(cfg: DictConfig, fields: Sequence[str] | None = None) -> T
     """Rich tree of the resolved `cfg`: `fields` (in that order) or every key but `hydra`."""
     if not isinstance(cfg, DictConfig):
         raise TypeError(f"cfg must be an OmegaConf DictConfig, got {type(cfg).__name__}")
+    keys: list[DictKeyType]
     if fields is None:
         keys = [k for k in DEFAULT_ORDER if k in cfg]
         keys += [k for k in cfg if k not in keys and k != "hydra"]

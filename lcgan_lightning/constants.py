@@ -18,13 +18,6 @@ CTICH_SUBTYPE_TO_OURS: dict[str, int] = {
     "Subdural": 5,
 }
 
-# Training-set variants of the segmenter (data.augment): originals only, + synthetic CTs,
-# + one traditionally augmented copy, + both; synthetic_only: the synthetic pairs alone (train on
-# synthetic, test on real).
-AUGMENT_CHOICES: tuple[str, ...] = ("none", "gan", "traditional", "both", "synthetic_only")
-# + synthetic CTs of NEW masks (mask bank; data.novel_dir), and that + the traditional copy.
-AUGMENT_CHOICES += ("gan_novel", "both_novel")
-
 # Stored 12-bit range and the offset real BHSD uses (uint16 stored = HU + 1024).
 HU_MIN, HU_MAX = -1024, 3071
 UINT16_HU_OFFSET = 1024

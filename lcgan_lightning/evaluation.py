@@ -3,7 +3,7 @@
 `lcgan-eval` (:mod:`lcgan_lightning.cli.eval`) is its command line. The model is rebuilt from the
 checkpoint alone (its stored hyper-parameters), so no training override is repeated. The data is the
 checkpoint's own training data config (stored by lcgan-train in `checkpoint["run_config"]`) unless a
-`data=` group is given, e.g. train on BHSD, test on CT-ICH. Every layout maps its stored labels to
+`data=` group is given, e.g. train on BHSD, test on CT-ICH. Every dataset format maps its stored labels to
 our class ids (IPH IVH SAH EDH SDH), so predictions and truth always speak the same label map; a
 class that the evaluated truth does not contain is reported as absent, not scored.
 
@@ -30,7 +30,7 @@ from lcgan_lightning.checkpoint_io import load_checkpoint
 from lcgan_lightning.config import flatten, to_plain
 from lcgan_lightning.constants import LESION_CLASSES
 from lcgan_lightning.data.datamodule import open_datamodule
-from lcgan_lightning.data.slices import SliceDataset
+from lcgan_lightning.data.dataset import SliceDataset
 from lcgan_lightning.data.validation import DatasetError
 from lcgan_lightning.errors import CheckpointNotFoundError, UserError
 from lcgan_lightning.layout import PREDICTIONS, TEST_METRICS
@@ -144,7 +144,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                         name, dm.root, split)
     result = {
         "ckpt_path": str(ckpt_path.resolve()),
-        "data": {"from": data_from, "layout": dm.layout, "root": str(dm.root), "window": dm.window,
+        "data": {"from": data_from, "layout": dm.dataset_format, "root": str(dm.root), "window": dm.window,
                  "image_size": dm.image_size, "trained_image_size": trained_size},
         "split": split,
         "postprocess": model.hparams.get("postprocess", "none"),

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lcgan_lightning.atomic_io import write_json_atomic
 from lcgan_lightning.devices import visible_gpus, why_no_gpu
 
 SSIM_TOLERANCE = 0.02
@@ -208,9 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report = GpuCheck(Path(args.work), cpu=args.cpu).run_all()
     out = Path(args.out)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out)
+    write_json_atomic(out, report)
     print(f"gpu-check: {'all ok' if report['ok'] else 'FAILED'} in {report['wall_s']} s -> {out}")
     return 0 if report["ok"] else 1
 

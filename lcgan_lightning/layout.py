@@ -1,6 +1,7 @@
 """Where everything of one pipeline run lives: the single definition of the run-folder layout.
 
     <run>/pipeline.yaml, pipeline_state.json    the resolved pipeline config, stage states
+    <run>/plan.json                             seeds, subsets, variants, GAN candidates (`run_plan.Plan`)
     <run>/conf/data/pipeline.yaml               the frozen data config every stage reads (data=pipeline)
     <run>/data/inspect.json, <run>/splits.json  data summary and the patient split
     <run>/splits/seed=S.json                    the split of repeat S (split_per_repeat=true only)
@@ -10,12 +11,12 @@
     <run>/select/seed=S/                        candidates.json, scores.json, selected.json, contact sheets
     <run>/synthetic/seed=S/frac=F/              synthetic set of the selected generator, its audit.json
     <run>/synthetic_novel/seed=S/frac=F/        its set of NEW masks (augments gan_novel|both_novel)
-    <run>/seg/frac=F/aug=A/seed=S/              segmentation sweep (A = augment, or augment-kK:
-                                                data.synthetic_per_mask=K, see `variant_parts`)
+    <run>/seg/frac=F/aug=A/seed=S/              segmentation sweep (A = a variant's name: augment, or
+                                                augment-kK for data.synthetic_per_mask=K, `variants`)
     <run>/report.md, results.json, figures/     report
 
-S is the repeat's seed (`repeats` in the pipeline: repeat r uses seed + r for its GAN, selection,
-synthesis and segmenters; with `split_per_repeat` also for its patient split and judge). Inside every training run dir: config.yaml, train_result.json (written last: the job is done),
+S is a repeat's seed (the seed rule is in `lcgan_lightning.run_plan`). Inside every training run
+dir: config.yaml, train_result.json (written last: the job is done),
 failed.json (the job failed), checkpoints/, test_metrics.json and predictions.npz (segmenters).
 The pipeline, the report and the command-line apps all go through `RunLayout`; nothing else spells
 these names.
@@ -33,7 +34,7 @@ SEG_SUBDIR = "frac=${data.fraction}/aug=${data.augment}/seed=${seed}"
 
 
 def seg_subdir(per_mask: int = 1) -> str:
-    """SEG_SUBDIR of a sweep with data.synthetic_per_mask=k: aug=A-kK for k > 1 (`variant_parts`)."""
+    """SEG_SUBDIR of a sweep with data.synthetic_per_mask=k: aug=A-kK for k > 1 (`variants.Variant.name`)."""
     return SEG_SUBDIR if per_mask == 1 else f"frac=${{data.fraction}}/aug=${{data.augment}}-k{per_mask}/seed=${{seed}}"
 
 # Files inside one training run dir.
@@ -51,17 +52,6 @@ GENERATOR_ONLY = "generator_only"
 
 _FRAC_PART = re.compile(r"frac=([0-9.eE+-]+)")
 _EPOCHS_PART = re.compile(r"epochs=(\d+)")
-
-
-_VARIANT = re.compile(r"(.+)-k(\d+)")
-
-
-def variant_parts(variant: str) -> tuple[str, int]:
-    """A pipeline augment name -> (data.augment, data.synthetic_per_mask): "gan_novel-k4" ->
-    ("gan_novel", 4); a name without "-kK" has k = 1."""
-    if m := _VARIANT.fullmatch(str(variant)):
-        return m.group(1), int(m.group(2))
-    return str(variant), 1
 
 
 def fraction_key(fraction: float) -> str:
@@ -135,9 +125,9 @@ class RunLayout:
         return f"{self.root / 'splits'}/seed=${{seed}}.json"
 
     @property
-    def subsets(self) -> Path:
-        """The training subsets the pipeline ran: {key: {fraction, patients, slices}}."""
-        return self.root / "subsets.json"
+    def plan(self) -> Path:
+        """What the run trains (`lcgan_lightning.run_plan.Plan`)."""
+        return self.root / "plan.json"
 
     # ---- judge
     @property

@@ -244,6 +244,15 @@ class SegmentationMetrics(Metric):
     full_state_update = False
     is_differentiable = False
     higher_is_better = True
+    # the states (add_state in __init__)
+    dsc_sum: torch.Tensor
+    n_images: torch.Tensor
+    class_sum: torch.Tensor
+    class_n: torch.Tensor
+    counts: torch.Tensor
+    binary_sum: torch.Tensor
+    present_sum: torch.Tensor
+    present_n: torch.Tensor
 
     def __init__(
         self,
@@ -268,7 +277,8 @@ class SegmentationMetrics(Metric):
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         p, t = _as_label_batch(preds, target)
-        area = min_fp_area(*t.shape[1:], at_256=self.fp_area_at_256)
+        _, height, width = t.shape  # [B, H, W] (_as_label_batch checks it)
+        area = min_fp_area(height, width, at_256=self.fp_area_at_256)
         dsc_sum, class_sum = 0.0, np.zeros(self.num_classes - 1)
         class_n, counts = np.zeros(self.num_classes - 1, dtype=np.int64), np.zeros(3, np.int64)
         binary_sum, present_sum = 0.0, np.zeros(self.num_classes - 1)

@@ -1,28 +1,12 @@
-"""Paired bootstrap over test patients: is an augmentation variant better than "original"?
+"""Per-patient tables of a segmenter's test run: what every set metric is made of, per patient.
 
-Method, in plain words. Each segmenter's test run stores its predicted and true label maps with
-the patient of every slice (``predictions.npz``). Slices of one patient are not independent, so
-the unit of resampling is the patient, not the slice. For every run we sum, per test patient,
-what the set metrics are made of (per-image DSC, binary lesion DSC, per-class Dice over images
-whose truth holds the class, detection TP/FP/FN); any set metric of any multiset of patients is
-then a ratio of those sums, and on all patients it equals the metric of the whole test set.
-
-The effect of a variant (e.g. "gan") is the paired difference metric(variant) - metric(original)
-on the same test patients, averaged over repeats (training seeds) paired by position: repeat r
-of the variant against repeat r of the original. Its 95 % confidence interval is a percentile
-bootstrap: each of ``n_boot`` replicates draws the test patients with replacement (the same
-patients for variant and original, which is what makes it paired) and, when there are several
-repeats, draws the repeats with replacement too, so the interval covers both patient-to-patient
-and seed-to-seed variation. The replicate's value is the mean over the drawn repeats of the
-difference on the drawn patients; the interval runs from the 2.5th to the 97.5th percentile of
-the replicate values. When the repeats have their own patient splits (pipeline
-``split_per_repeat``), repeat r's variant and original share repeat r's test patients, and each
-replicate resamples every repeat's patients independently (a stratified bootstrap) before drawing
-the repeats. A per-class metric is undefined in a replicate that drew no patient with
-that class in the truth; such replicates are dropped and counted. The verdict is "better" when
-the whole interval lies above 0, "worse" when it lies below 0, and "no detectable change"
-otherwise (which is not evidence of no effect: the interval says how large an effect the test
-set can rule out).
+Each segmenter's test run stores its predicted and true label maps with the patient of every slice
+(``predictions.npz``). Slices of one patient are not independent, so the patient is the unit of
+the test-set sample. For every run we sum, per test patient, what the set metrics are made of
+(per-image DSC, binary lesion DSC, per-class Dice over images whose truth holds the class,
+detection TP/FP/FN); any set metric of any multiset of patients is then a ratio of those sums, and
+on all patients it equals the metric of the whole test set. The paired comparison of two groups of
+runs built on these tables is :mod:`lcgan_lightning.inference`.
 """
 
 from __future__ import annotations
@@ -31,7 +15,6 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -112,7 +95,8 @@ def patient_table(
         raise ValueError(f"patient ids are empty for {empty} of {len(patients)} images")
     names, inverse = np.unique(patients, return_inverse=True)
     k = num_classes - 1
-    area = min_fp_area(*true.shape[1:], at_256=fp_area_at_256)
+    _, height, width = true.shape  # [N, H, W] (checked above)
+    area = min_fp_area(height, width, at_256=fp_area_at_256)
     dsc = np.empty(len(true))
     binary = np.empty(len(true))
     present_d = np.zeros((len(true), k))
@@ -161,6 +145,7 @@ def load_patient_table(npz_path: str | Path, num_classes: int = NUM_CLASSES) -> 
 
 def _columns(table: PatientTable, metric: str) -> np.ndarray:
     """Per-patient sums [P, c] whose totals determine ``metric`` (see :func:`_from_sums`)."""
+    cols: tuple[np.ndarray, ...]
     if metric == "dsc":
         cols = (table.dsc_sum, table.n_images)
     elif metric == "binary_dsc":
@@ -229,64 +214,30 @@ def shared_patients(original: Sequence[PatientTable]) -> bool:
     return all(np.array_equal(t.patients, original[0].patients) for t in original)
 
 
-def _check_same_patients(variant: Sequence[PatientTable], original: Sequence[PatientTable]) -> None:
+def check_pairing(
+    variant: Sequence[PatientTable],
+    original: Sequence[PatientTable],
+    variant_names: Sequence[str] | None = None,
+    original_names: Sequence[str] | None = None,
+) -> None:
     """Variant repeat r and original repeat r must hold the same test patients and truth. When all
-    repeats share one patient set, every run must match original[0]; otherwise each pair on its own."""
+    repeats share one patient set, every run must match original[0]; otherwise each pair on its own.
+    Errors name run r as ``variant_names[r]`` / ``original_names[r]`` (default "variant[r]", ...)."""
     if len(variant) != len(original) or not original:
         raise ValueError(
             "variant and original need the same number (>= 1) of repeats, "
             f"got {len(variant)} and {len(original)}"
         )
+    v_names = list(variant_names or [f"variant[{r}]" for r in range(len(variant))])
+    o_names = list(original_names or [f"original[{r}]" for r in range(len(original))])
     if shared_patients(original):
         for r, t in enumerate(original):
-            _check_pair(f"original[{r}]", t, "original[0]", original[0])
+            _check_pair(o_names[r], t, o_names[0], original[0])
         for r, t in enumerate(variant):
-            _check_pair(f"variant[{r}]", t, "original[0]", original[0])
+            _check_pair(v_names[r], t, o_names[0], original[0])
         return
     for r, (v, o) in enumerate(zip(variant, original, strict=True)):
-        _check_pair(f"variant[{r}]", v, f"original[{r}]", o)
-
-
-def _draw_weights(rng: np.random.Generator, n_boot: int, n_pat: int) -> np.ndarray:
-    """How often each of `n_pat` patients is drawn in each of `n_boot` replicates: [B, P]."""
-    rows = rng.integers(0, n_pat, size=(n_boot, n_pat))
-    offsets = (rows + n_pat * np.arange(n_boot)[:, None]).ravel()
-    return np.bincount(offsets, minlength=n_boot * n_pat).reshape(n_boot, n_pat).astype(np.float64)
-
-
-def bootstrap_replicates(
-    variant: Sequence[PatientTable],
-    original: Sequence[PatientTable],
-    metric: str,
-    n_boot: int = 2000,
-    seed: int = 0,
-) -> np.ndarray:
-    """The ``n_boot`` replicate values of the paired difference (NaN where undefined).
-
-    Draw order of ``np.random.default_rng(seed)``: patient rows ``integers(0, P, (n_boot, P))``
-    (repeats with their own test patients: one such draw per repeat, in order), then, when R > 1,
-    repeat indices ``integers(0, R, (n_boot, R))``.
-    """
-    _check_same_patients(variant, original)
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    n_rep = len(original)
-    rng = np.random.default_rng(seed)
-    if shared_patients(original):  # one draw of patients serves every repeat (paired across repeats)
-        shared = _draw_weights(rng, n_boot, len(original[0].patients))
-        weights = [shared] * n_rep
-    else:  # stratified: each repeat's own test patients
-        weights = [_draw_weights(rng, n_boot, len(o.patients)) for o in original]
-    diffs = np.stack(
-        [
-            _from_sums(w @ _columns(v, metric), metric) - _from_sums(w @ _columns(o, metric), metric)
-            for v, o, w in zip(variant, original, weights, strict=True)
-        ]
-    )  # [R, B]
-    if n_rep == 1:
-        return diffs[0]
-    reps = rng.integers(0, n_rep, size=(n_boot, n_rep))
-    return diffs[reps, np.arange(n_boot)[:, None]].mean(axis=1)
+        _check_pair(v_names[r], v, o_names[r], o)
 
 
 def verdict(lo: float, hi: float) -> str:
@@ -302,59 +253,6 @@ def verdict(lo: float, hi: float) -> str:
     if hi < 0:
         return "worse"
     return "no detectable change"
-
-
-def paired_bootstrap(
-    variant: Sequence[PatientTable],
-    original: Sequence[PatientTable],
-    metric: str,
-    n_boot: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> dict[str, Any]:
-    """Paired difference variant - original with a patient (and repeat) bootstrap interval.
-
-    Returns {"diff", "ci": [lo, hi], "verdict", "n_patients", "n_repeats", "n_boot",
-    "n_dropped", "method"}; method in the module docstring.
-    """
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    reps = bootstrap_replicates(variant, original, metric, n_boot, seed)
-    diff = float(
-        np.mean(
-            [
-                table_metric(v, metric) - table_metric(o, metric)
-                for v, o in zip(variant, original, strict=True)
-            ]
-        )
-    )
-    valid = reps[~np.isnan(reps)]
-    dropped = int(reps.size - valid.size)
-    if valid.size and not math.isnan(diff):
-        lo, hi = (float(x) for x in np.quantile(valid, [(1 - level) / 2, (1 + level) / 2]))
-    else:
-        lo = hi = float("nan")
-    n_rep = len(original)
-    shared = shared_patients(original)
-    n_pat = len(original[0].patients) if shared else sum(len(o.patients) for o in original)
-    repeats = f" and the {n_rep} paired repeats" if n_rep > 1 else ""
-    patients = (f"{n_pat} test patients" if shared
-                else f"{n_pat} test patients of the repeats' own splits (within each repeat)")
-    method = (
-        f"Paired percentile bootstrap ({level:.0%}): {n_boot} replicates resampling the "
-        f"{patients}{repeats} with replacement, same patients for variant and original"
-        + (f"; {dropped} replicates without the class in the truth dropped." if dropped else ".")
-    )
-    return {
-        "diff": diff,
-        "ci": [lo, hi],
-        "verdict": verdict(lo, hi),
-        "n_patients": n_pat,
-        "n_repeats": n_rep,
-        "n_boot": n_boot,
-        "n_dropped": dropped,
-        "method": method,
-    }
 
 
 def mean_std(values: Iterable[float | None]) -> tuple[float, float]:

@@ -131,7 +131,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     resolved = to_plain(cfg)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
-    if cfg.get("print_config") and rank_zero_only.rank == 0:
+    # (Lightning sets the `rank` attribute on the rank_zero_only function; its type does not declare it)
+    if cfg.get("print_config") and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         print_config_tree(cfg, save_to=run_dir)
 
     trust = bool(cfg.get("trust_checkpoint", False))
@@ -157,7 +158,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if cfg.get("test") and is_overridden("test_step", model):
-        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
+        checkpoint = trainer.checkpoint_callback  # a ModelCheckpoint (the models' callbacks), or None
+        ckpt = checkpoint.best_model_path if isinstance(checkpoint, pl.callbacks.ModelCheckpoint) else None
         results = trainer.test(
             model, datamodule=datamodule, ckpt_path=ckpt or None, weights_only=weights_only
         )

@@ -1,4 +1,4 @@
-"""Tiny synthetic NIfTI datasets in every layout the loader reads (and ways to break them).
+"""Tiny synthetic NIfTI datasets in every dataset format the loader reads (and ways to break them).
 
 A volume is X×Y×Z = 32×32×6 voxels of 0.5×0.5×5 mm (axis 2 = acquisition axis): air -1000 HU, a
 skull ring 1000 HU, brain 30 HU, and box-shaped lesions of 70 HU. A lesion is (stored label value,
@@ -73,7 +73,7 @@ def write_image(path: Path, hu: np.ndarray, storage: str = "uint16", affine: np.
 
 def write_bhsd(root: Path, cases: dict[str, Sequence[tuple]], storage: str = "uint16",
                nnunet_channel: bool = False, dataset_json: bool = True, ext: str = ".nii.gz") -> Path:
-    """BHSD/nnU-Net layout; `cases`: case name -> lesions with BHSD label values (1 EDH ... 5 SDH)."""
+    """BHSD/nnU-Net format; `cases`: case name -> lesions with BHSD label values (1 EDH ... 5 SDH)."""
     for case, lesions in cases.items():
         hu, label = head_volume(lesions)
         suffix = "_0000" if nnunet_channel else ""
@@ -91,7 +91,7 @@ CTICH_FLAG_COLUMNS = ("Intraventricular", "Intraparenchymal", "Subarachnoid", "E
 
 def write_ctich(root: Path, cases: dict[int, Sequence[tuple[Sequence[str], int]]], mask_value: int = 1,
                 shape: tuple = SHAPE) -> Path:
-    """CT-ICH layout; `cases`: patient number -> [(flagged CSV subtype columns, slice k)] (mask = box)."""
+    """CT-ICH format; `cases`: patient number -> [(flagged CSV subtype columns, slice k)] (mask = box)."""
     rows = []
     for number, lesions in cases.items():
         hu, label = head_volume([(mask_value, k, 0) for _, k in lesions], shape=shape)
@@ -114,7 +114,7 @@ def write_ctich(root: Path, cases: dict[int, Sequence[tuple[Sequence[str], int]]
 
 
 def write_folder(root: Path, cases: dict[str, Sequence[tuple]], storage: str = "int16") -> Path:
-    """folder layout: images/ + labels/ with arbitrary stored label values."""
+    """folder format: images/ + labels/ with arbitrary stored label values."""
     for case, lesions in cases.items():
         hu, label = head_volume(lesions)
         write_image(root / "images" / f"{case}.nii.gz", hu, storage)

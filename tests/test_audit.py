@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from lcgan_lightning.audit import (
     precision_recall,
     seed_diversity,
 )
+from lcgan_lightning.bench_operations import StandInGenerator, audit_inputs, stand_in_features
 from lcgan_lightning.data.phantom import simulate_patient
 from lcgan_lightning.data.preprocess import window_to_unit
 
@@ -39,33 +39,6 @@ def phantom_slices(seed: int, patients: int) -> tuple[np.ndarray, np.ndarray, li
                 masks.append(label.copy())
                 ids.append(f"s{seed}-{vol.patient_id}")
     return np.stack(images), np.stack(masks).astype(np.uint8), ids
-
-
-def conv_features(seed: int = 0):
-    """Deterministic random two-layer conv net, mean- and max-pooled: a stand-in judge encoder."""
-    g = torch.Generator().manual_seed(seed)
-    w1 = torch.randn(16, 1, 5, 5, generator=g) / 5.0
-    w2 = torch.randn(32, 16, 3, 3, generator=g) / 12.0
-
-    def features(x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(torch.nn.functional.conv2d(x, w1, stride=2))
-        h = torch.relu(torch.nn.functional.conv2d(h, w2, stride=2))
-        return torch.cat([h.mean((2, 3)), h.amax((2, 3))], dim=1)
-
-    return features
-
-
-class MaskGenerator:
-    """Stand-in generator: a grey level per class, plus seeded noise of std ``noise``."""
-
-    def __init__(self, image_size: int, noise: float) -> None:
-        self.image_size = image_size
-        self.noise = noise
-
-    def generate(self, masks: torch.Tensor, seed: int, dropout: bool = True) -> torch.Tensor:
-        base = masks.float().unsqueeze(1) / 5.0 * 1.6 - 0.8
-        g = torch.Generator().manual_seed(int(seed) % 2**63)
-        return (base + self.noise * torch.randn(base.shape, generator=g)).clamp(-1, 1)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +87,7 @@ def test_planted_copies_are_flagged_in_both_spaces(train):
         np.concatenate([masks[src]] * 2),
         images,
         ids,
-        conv_features(),
+        stand_in_features(),
     )
     for space in ("feature", "pixel"):
         mem = out["memorisation"][space]
@@ -131,7 +104,7 @@ def test_planted_copies_are_flagged_in_both_spaces(train):
 def test_unseen_patients_copy_rate_near_the_percentile(train, unseen):
     images, _, ids = train
     syn, syn_masks, _ = unseen
-    out = audit_set(syn, syn_masks, images, ids, conv_features())
+    out = audit_set(syn, syn_masks, images, ids, stand_in_features())
     # a set as novel as new patients is flagged about `percentile` % of the time, by construction
     assert out["memorisation"]["pixel"]["copy_rate"] <= 0.15
     assert out["memorisation"]["feature"]["copy_rate"] <= 0.2
@@ -158,7 +131,7 @@ def test_precision_recall_same_distribution_near_one_collapsed_recall_zero():
 
 
 def test_precision_recall_phantom(train, unseen):
-    f = conv_features()
+    f = stand_in_features()
     real = f(torch.as_tensor(train[0]).unsqueeze(1))
     held_out = f(torch.as_tensor(unseen[0]).unsqueeze(1))
     p, r = precision_recall(real, held_out)
@@ -220,14 +193,14 @@ def test_mask_fidelity_per_class_by_hand():
 
 def test_seed_diversity(train):
     masks = train[1][:5]
-    assert seed_diversity(MaskGenerator(SIZE, 0.0), masks)["mean_pairwise_ssim"] == pytest.approx(
+    assert seed_diversity(StandInGenerator(SIZE, 0.0), masks)["mean_pairwise_ssim"] == pytest.approx(
         1.0, abs=1e-6
     )
-    some = seed_diversity(MaskGenerator(SIZE, 0.1), masks)["mean_pairwise_ssim"]
-    more = seed_diversity(MaskGenerator(SIZE, 0.4), masks)["mean_pairwise_ssim"]
+    some = seed_diversity(StandInGenerator(SIZE, 0.1), masks)["mean_pairwise_ssim"]
+    more = seed_diversity(StandInGenerator(SIZE, 0.4), masks)["mean_pairwise_ssim"]
     assert more < some < 0.99
     with pytest.raises(ValueError, match="k >= 2"):
-        seed_diversity(MaskGenerator(SIZE, 0.1), masks, k=1)
+        seed_diversity(StandInGenerator(SIZE, 0.1), masks, k=1)
 
 
 # ------------------------------------------------------------------ audit_set and figure
@@ -239,9 +212,9 @@ def test_audit_set_json_safe_with_all_parts(train, unseen, tmp_path):
         syn_masks,
         images,
         ids,
-        conv_features(),
+        stand_in_features(),
         predict_masks=lambda x: torch.zeros(len(x), SIZE, SIZE, dtype=torch.long),
-        generator=MaskGenerator(SIZE, 0.0),
+        generator=StandInGenerator(SIZE, 0.0),
         config=AuditConfig(diversity_masks=3),
     )
     json.dumps(out, allow_nan=False)
@@ -269,7 +242,7 @@ def test_audit_of_a_one_patient_subset_skips_copy_rates_and_says_why(train, unse
     syn, syn_masks, _ = unseen
     one = np.asarray(ids) == np.asarray(ids)[0]
     out = audit_set(syn, syn_masks, images[torch.as_tensor(one)], [i for i, k in zip(ids, one, strict=True) if k],
-                    conv_features(), config=AuditConfig(diversity_masks=3))
+                    stand_in_features(), config=AuditConfig(diversity_masks=3))
     json.dumps(out, allow_nan=False)
     assert out["n_patients"] == 1 and out["memorisation"] == {}
     assert "1 patient" in out["memorisation_skipped"] and ">= 2" in out["memorisation_skipped"]
@@ -280,7 +253,7 @@ def test_audit_of_a_one_patient_subset_skips_copy_rates_and_says_why(train, unse
 
 def test_audit_set_rejects_bad_input(train):
     images, masks, ids = train
-    f = conv_features()
+    f = stand_in_features()
     with pytest.raises(ValueError, match=r"synthetic: images must be in \[-1, 1\]"):
         audit_set(images * 1000, masks, images, ids, f)
     with pytest.raises(ValueError, match="real_patients"):
@@ -292,23 +265,7 @@ def test_audit_set_rejects_bad_input(train):
 
 
 @pytest.mark.slow
-def test_audit_speed_1000_vs_800_at_128():
-    rng = np.random.default_rng(0)
-    real = rng.uniform(-1, 1, (800, 128, 128)).astype(np.float32)
-    ids = [f"p{i // 20}" for i in range(800)]
-    syn = rng.uniform(-1, 1, (1000, 128, 128)).astype(np.float32)
-    masks = rng.integers(0, 6, (1000, 128, 128), dtype=np.uint8)
-    start = time.perf_counter()
-    out = audit_set(
-        syn,
-        masks,
-        real,
-        ids,
-        conv_features(),
-        predict_masks=lambda x: torch.zeros(len(x), 128, 128, dtype=torch.long),
-        generator=MaskGenerator(128, 0.1),
-    )
-    elapsed = time.perf_counter() - start
-    print(f"audit of 1000 synthetic vs 800 real at 128x128: {elapsed:.1f} s")
+def test_audit_of_1000_vs_800_at_128():
+    """The full-size audit runs (its wall time: `python -m lcgan_lightning.bench --audit`)."""
+    out = audit_set(**audit_inputs(1000, 800, 128))
     assert out["n_synthetic"] == 1000
-    assert elapsed <= 60.0

@@ -9,7 +9,8 @@ from torch.utils.data import ConcatDataset
 
 import lcgan_lightning.models.generation as generation_module
 from lcgan_lightning.data.augment_sets import build_extra_train_sets
-from lcgan_lightning.data.slices import SliceDataset, SliceSet
+from lcgan_lightning.data.dataset import SliceDataset
+from lcgan_lightning.data.slices import SliceSet
 from lcgan_lightning.data.synthetic_set import (
     SyntheticSetError,
     read_synthetic_set,

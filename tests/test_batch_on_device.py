@@ -7,7 +7,9 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 
 from lcgan_lightning.batch import model_batch, onehot_masks
-from lcgan_lightning.data.slices import SliceDataset, SliceSet, collate_slices
+from lcgan_lightning.data.collate import collate_slices
+from lcgan_lightning.data.dataset import SliceDataset
+from lcgan_lightning.data.slices import SliceSet
 from lcgan_lightning.models.lcgan import LcGAN, discriminator_loss, generator_loss
 from lcgan_lightning.models.segmenter import Segmenter
 

@@ -107,13 +107,15 @@ def test_failed_training_job_log_ends_with_its_traceback(tmp_path: Path) -> None
 
 
 def test_pipeline_passes_quiet_settings_unless_verbose(tmp_path: Path) -> None:
-    from lcgan_lightning.pipeline import Pipeline
+    from lcgan_lightning.pipeline.args import HydraArgs
+    from lcgan_lightning.pipeline.launcher import log_path
 
     cfg = OmegaConf.create({"job_trainer": "cpu", "job_logger": "csv", "stages": ["seg"]})
-    quiet = Pipeline(cfg, tmp_path)._train_args(OmegaConf.create({"overrides": ["a=1"]}))
+    quiet = HydraArgs(cfg).training(OmegaConf.create({"overrides": ["a=1"]}))
     assert {"stdout_log=true", "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false"} <= set(quiet)
     assert quiet[-1] == "a=1"  # a stage's own overrides still win
     cfg.verbose = True
-    loud = Pipeline(cfg, tmp_path)._train_args(OmegaConf.create({}))
+    loud = HydraArgs(cfg).training(OmegaConf.create({}))
     assert not [a for a in loud if "enable_" in a or "stdout_log" in a]
-    assert Pipeline(cfg, tmp_path)._log_path(["x=1", f"hydra.sweep.dir='{tmp_path}/seg'"]) == tmp_path / "seg" / "stdout.log"
+    assert log_path(["x=1", f"hydra.sweep.dir='{tmp_path}/seg'"], tmp_path / "x.log") == tmp_path / "seg" / "stdout.log"
+    assert log_path(["x=1"], tmp_path / "x.log") == tmp_path / "x.log"

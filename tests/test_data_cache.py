@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from data_helpers import bhsd_cases, write_bhsd
 
-from lcgan_lightning.data.slices import SliceDataset, load_slices
+from lcgan_lightning.data.dataset import SliceDataset
+from lcgan_lightning.data.loading import load_slices
 
 
 @pytest.fixture

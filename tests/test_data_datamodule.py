@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 
 from lcgan_lightning.batch import model_batch
 from lcgan_lightning.data.datamodule import CTSliceDataModule
-from lcgan_lightning.data.slices import SliceDataset
+from lcgan_lightning.data.dataset import SliceDataset
 from lcgan_lightning.paths import CONF_DIR
 
 

@@ -10,10 +10,12 @@ from data_helpers import BOX_VOXELS, bhsd_cases, head_volume, write_bhsd, write_
 from hydra import compose, initialize_config_dir
 from rich.console import Console
 
+from lcgan_lightning.cli.errors import known_error
 from lcgan_lightning.cli.inspect import inspect_data
-from lcgan_lightning.data.slices import load_slices
+from lcgan_lightning.data.loading import load_slices
 from lcgan_lightning.data.splits import make_splits
 from lcgan_lightning.data.validation import DatasetError
+from lcgan_lightning.errors import ConfigError
 from lcgan_lightning.paths import CONF_DIR
 
 CLASSES = ["IPH", "IVH", "SAH", "EDH", "SDH"]
@@ -73,6 +75,17 @@ def test_inspect_ctich_lists_skipped(tmp_path):
     assert info["patients"] == 6 and info["slices"] == 6
     assert info["pixels_per_class"] == {"IPH": 0, "IVH": 0, "SAH": 0, "EDH": 0, "SDH": 6 * BOX_VOXELS}
     assert len(info["skipped"]) == 1 and info["skipped"][0]["file"].endswith("masks/003.nii")
+
+
+def test_inspect_subset_patients_list_names_subset_counts(tmp_path):
+    root = write_bhsd(tmp_path / "bhsd", bhsd_cases(6))
+    cfg = _cfg(tmp_path, "data=bhsd", f"data.root={root}", "data.image_size=32", "data.subset_patients=[2,5,8]")
+    msg = ("data.subset_patients=[2, 5, 8]: one patient count for one training run; "
+           "a list of subset sizes is data.subset_counts=[2,5,8]")
+    with pytest.raises(Exception) as info:  # Hydra's instantiate wraps it; the CLI prints the inner one
+        inspect_data(cfg.data, tmp_path / "run", Console(file=open(tmp_path / "out.txt", "w")))
+    err = known_error(info.value)
+    assert isinstance(err, ConfigError) and str(err) == msg
 
 
 @pytest.mark.slow

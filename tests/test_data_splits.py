@@ -18,6 +18,7 @@ from lcgan_lightning.data.splits import (
     training_subset,
 )
 from lcgan_lightning.data.validation import DatasetError
+from lcgan_lightning.errors import ConfigError
 
 
 def _patients(n):
@@ -189,6 +190,15 @@ def test_bad_counts_name_requested_and_available():
         training_patients(s, patients=2.5)
     with pytest.raises(DatasetError, match="exactly one of fraction"):
         training_patients(s)
+
+
+def test_subset_patients_list_points_to_subset_counts():
+    s = make_splits(_patients(40), 0.15, 0.15, seed=0)
+    msg = ("data.subset_patients=[2, 5, 8]: one patient count for one training run; "
+           "a list of subset sizes is data.subset_counts=[2,5,8]")
+    with pytest.raises(ConfigError) as info:
+        training_patients(s, patients=[2, 5, 8])
+    assert str(info.value) == msg and "data.subset_counts=[2,5,8]" in info.value.hint
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from data_helpers import (
 )
 
 from lcgan_lightning.data.datamodule import CTSliceDataModule
-from lcgan_lightning.data.slices import load_slices
+from lcgan_lightning.data.loading import load_slices
 from lcgan_lightning.data.validation import DatasetError
 
 

@@ -15,8 +15,8 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
-from lcgan_lightning.models.callbacks import merge_distributed_rows
 from lcgan_lightning.models.lcgan import LcGAN
+from lcgan_lightning.models.prediction_writer import merge_distributed_rows
 from lcgan_lightning.models.segmenter import Segmenter
 from lcgan_lightning.training import trainer_adjustments
 

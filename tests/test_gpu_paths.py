@@ -14,11 +14,18 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
+from pipeline_helpers import RecordingLauncher, plan
 
 from lcgan_lightning.devices import NoGPUError, requested_gpus, visible_gpus
 from lcgan_lightning.launch_check import check_launcher
 from lcgan_lightning.paths import CONF_DIR
-from lcgan_lightning.pipeline import Pipeline, PipelineError
+from lcgan_lightning.pipeline import PipelineContext, PipelineError, run_pipeline
+from lcgan_lightning.pipeline.args import HydraArgs
+from lcgan_lightning.pipeline.preflight import check_gpus
+from lcgan_lightning.pipeline.stages.gan import GanStage
+from lcgan_lightning.pipeline.stages.judge import JudgeStage
+from lcgan_lightning.pipeline.stages.select import SelectStage
+from lcgan_lightning.pipeline.stages.synthesize import SynthesizeStage
 
 no_gpu = pytest.mark.skipif(visible_gpus() > 0, reason="checks the behaviour without a GPU")
 
@@ -50,29 +57,33 @@ def _pipeline_cfg(overrides: list[str], trainer: str = "default"):
 
 
 @no_gpu
-def test_pipeline_with_a_gpu_trainer_stops_before_any_work(tmp_path, monkeypatch):
-    monkeypatch.setattr(Pipeline, "_run_app", lambda *a, **k: pytest.fail("a stage was started"))
+def test_pipeline_with_a_gpu_trainer_stops_before_any_work(tmp_path):
+    launcher = RecordingLauncher(on_launch=lambda *a: pytest.fail("a stage was started"))
     cfg = _pipeline_cfg([], "gpu")
     with pytest.raises(PipelineError, match=r"trainer=gpu asks for 1 GPU\(s\), but"):
-        Pipeline(cfg, tmp_path / "run").run()
+        run_pipeline(cfg, tmp_path / "run", launcher=launcher)
     assert not (tmp_path / "run").exists()
-    Pipeline(_pipeline_cfg(["launcher=slurm"], "gpu"), tmp_path / "x").check_gpus()  # jobs run elsewhere
-    Pipeline(_pipeline_cfg([], "cpu"), tmp_path / "x").check_gpus()
+    check_gpus(_pipeline_cfg(["launcher=slurm"], "gpu"))  # jobs run elsewhere
+    check_gpus(_pipeline_cfg([], "cpu"))
 
 
-def test_slurm_pipeline_submits_judge_select_synthesize_through_the_launcher(tmp_path, monkeypatch):
-    calls = []
-    monkeypatch.setattr(Pipeline, "_run_app", lambda self, module, args, multirun=False:
-                        calls.append((module.rsplit(".", 1)[1], list(args), multirun)))
-    pipe = Pipeline(_pipeline_cfg(["launcher=slurm"], "gpu"), tmp_path)
+def _context(overrides: list[str], trainer: str, run_dir, launcher):
+    return PipelineContext.create(_pipeline_cfg(overrides, trainer), run_dir, launcher, plan=plan(seed=42))
+
+
+def test_slurm_pipeline_submits_judge_select_synthesize_through_the_launcher(tmp_path):
+    launcher = RecordingLauncher()
+    calls = launcher.calls
+    pipe = _context(["launcher=slurm"], "gpu", tmp_path, launcher)
     lay = pipe.layout
     ckpt = str(lay.candidate_ckpt(0.1, 42, 1, 1))
     lay.judge_dir.mkdir(parents=True)
     (lay.judge_dir / "train_result.json").write_text(json.dumps({"best_ckpt": "j.ckpt", "last_ckpt": None}))
-    pipe.stage_judge(), pipe.stage_gan(), pipe.stage_select()
+    for stage in (JudgeStage(), GanStage(), SelectStage()):
+        stage.run(pipe)
     lay.selected(42).parent.mkdir(parents=True, exist_ok=True)
     lay.selected(42).write_text(json.dumps({"0.1": {"checkpoint": ckpt}}))
-    pipe.stage_synthesize()
+    SynthesizeStage().run(pipe)
     assert [c[0] for c in calls] == ["train", "train", "select", "synthesize"]
     for app, args, multirun in calls:
         assert multirun and "hydra/launcher=slurm" in args, app
@@ -85,18 +96,17 @@ def test_slurm_pipeline_submits_judge_select_synthesize_through_the_launcher(tmp
     assert {"model.last_ckpt_every_n_epochs=1", "data.val_samples=null", "trainer.check_val_every_n_epoch=1"} <= set(gan_args)
     # short_stages_on_launcher=false: the synthesize multirun stays on this machine
     calls.clear()
-    local = Pipeline(_pipeline_cfg(["launcher=slurm", "short_stages_on_launcher=false"], "gpu"), tmp_path)
-    local.stage_synthesize()
+    SynthesizeStage().run(_context(["launcher=slurm", "short_stages_on_launcher=false"], "gpu", tmp_path, launcher))
     assert "hydra/launcher=basic" in calls[0][1] and "hydra/launcher=slurm" not in calls[0][1]
     # basic launcher: the short stages stay plain runs in their run dirs
     calls.clear()
-    Pipeline(_pipeline_cfg([]), tmp_path).stage_judge()
+    JudgeStage().run(_context([], "default", tmp_path, launcher))
     assert calls[0][2] is False and f"hydra.run.dir='{lay.judge_dir}'" in calls[0][1]
 
 
 def test_ray_pipeline_jobs_hold_fractional_gpus_and_their_cpus(tmp_path):
-    pipe = Pipeline(_pipeline_cfg(["launcher=ray_gpus", "gpus_per_job=0.25", "data.num_workers=3"]), tmp_path)
-    assert pipe._launcher_args() == ["hydra/launcher=ray_gpus", "hydra.launcher.ray.remote.num_gpus=0.25",
+    args = HydraArgs(_pipeline_cfg(["launcher=ray_gpus", "gpus_per_job=0.25", "data.num_workers=3"]))
+    assert args.launcher == ["hydra/launcher=ray_gpus", "hydra.launcher.ray.remote.num_gpus=0.25",
                                      "hydra.launcher.ray.remote.num_cpus=4"]
 
 
@@ -160,11 +170,11 @@ def test_candidate_checkpoints_hold_the_generator_only(tmp_path):
                          enable_model_summary=False, default_root_dir=str(tmp_path), num_sanity_val_steps=0,
                          callbacks=[StoreRunConfig({"data": {"fraction": 0.1}})])
     saved = []
-    orig = type(model.configure_callbacks()[0])._save_checkpoint
-    trainer_fit_saves = lambda self, tr, path: (saved.append((tr.current_epoch + 1, Path(path).name)),  # noqa: E731
-                                                orig(self, tr, path))
+    orig = pl.Trainer.save_checkpoint  # every full checkpoint file goes through it
+    trainer_fit_saves = lambda tr, path, *a, **k: (saved.append((tr.current_epoch + 1, Path(path).name)),  # noqa: E731
+                                                   orig(tr, path, *a, **k))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(type(model.configure_callbacks()[0]), "_save_checkpoint", trainer_fit_saves)
+        mp.setattr(pl.Trainer, "save_checkpoint", trainer_fit_saves)
         trainer.fit(model, loader, loader)
     assert saved == [(2, "last.ckpt"), (3, "last.ckpt")]  # every 2 epochs and after the final one
     ckpts = tmp_path / "checkpoints"

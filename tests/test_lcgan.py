@@ -13,7 +13,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lcgan_lightning.models.callbacks import make_panel
 from lcgan_lightning.models.discriminator import PatchDiscriminator, patch_receptive_field
 from lcgan_lightning.models.generation import load_generator
 from lcgan_lightning.models.generator import (
@@ -24,6 +23,7 @@ from lcgan_lightning.models.generator import (
     sample_images,
 )
 from lcgan_lightning.models.lcgan import LcGAN, discriminator_loss, generator_loss
+from lcgan_lightning.models.sample_panels import make_panel
 from lcgan_lightning.training import StoreRunConfig
 
 

@@ -1,4 +1,5 @@
-"""Benchmark harness: both implementations and both modes run and report sane numbers (tiny, CPU)."""
+"""Benchmark harness: both implementations and both modes run and report sane numbers (tiny, CPU);
+the operation timings (loader, mask bank, audit) too."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import pytest
 
-from lcgan_lightning import bench
+from lcgan_lightning import bench, bench_operations
 
 
 @pytest.mark.parametrize("mode", ["fp32", "bf16_cl", "cl", "fused"])
@@ -41,7 +42,19 @@ def test_mode_flags():
     assert set(bench.MODES) >= {"fused", "cl_fused", "bf16_cl_fused"}
 
 
-def test_loader_throughput_reports_every_collate():
-    r = bench.loader_throughput(image_size=32, batch=4, workers=0, n=16, repeats=1)
-    assert set(r["slices_per_s"]) == {"onehot_on_cpu", "storage_per_key", "current"}
-    assert r["speedup"] > 0 and r["speedup_vs_storage_per_key"] > 0
+def test_loader_throughput():
+    r = bench_operations.loader_throughput(image_size=32, batch=4, workers=0, n=16, repeats=1)
+    assert r["slices_per_s"] > 0 and r["slices"] == 16
+
+
+def test_mask_bank_and_audit_timings():
+    bank = bench_operations.mask_bank_timing(n_masks=4, image_size=64, patients=4, num_slices=8)
+    assert bank["s"] > 0 and bank["complete"] and bank["budget_s"] == bench_operations.MASK_BANK_BUDGET_S
+    audit = bench_operations.audit_timing(n_synthetic=24, n_real=40, image_size=32)
+    assert audit["s"] > 0 and audit["budget_s"] == bench_operations.AUDIT_BUDGET_S
+    json.dumps([bank, audit])  # JSON-able
+
+
+def test_verdicts_timing():
+    r = bench_operations.verdicts_timing(n_patients=6, repeats=3, images=12, size=16)
+    assert r["comparisons"] == 9 and r["s"] > 0 and r["budget_s"] == bench_operations.VERDICTS_BUDGET_S

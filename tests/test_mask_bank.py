@@ -1,9 +1,8 @@
-"""Mask bank: region, transforms, placement rules, checks, balance, diversity, speed."""
+"""Mask bank: region, transforms, placement rules, checks, balance, diversity, scale."""
 
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -20,24 +19,15 @@ from lcgan_lightning.data.mask_bank import (
     position_diversity,
     transplant,
 )
-from lcgan_lightning.data.phantom import simulate_patient
+from lcgan_lightning.data.phantom import lesion_masks
 
 IPH, IVH, SAH, EDH, SDH = 1, 2, 3, 4, 5
-
-
-def phantom_masks(num_patients: int, size: int, num_slices: int, seed: int = 5) -> np.ndarray:
-    """Lesion slices (display orientation) of noise-free phantom patients, uint8 [N,H,W]."""
-    out = []
-    for i in range(num_patients):
-        for vol in simulate_patient(seed, i, size, num_slices, noise=False):
-            out += [vol.axial(k)[1] for k in range(vol.label.shape[2]) if vol.label[:, :, k].any()]
-    return np.ascontiguousarray(np.stack(out), dtype=np.uint8)
 
 
 @pytest.fixture(scope="module")
 def masks() -> np.ndarray:
     """43 lesion masks at 96², every class present."""
-    return phantom_masks(12, 96, 12)
+    return lesion_masks(5, 12, 96, 12)
 
 
 @pytest.fixture(scope="module")
@@ -318,16 +308,12 @@ def test_new_masks_have_more_distinct_positions(masks, bank):
     assert position_diversity(res.masks)["total"] > position_diversity(masks)["total"]
 
 
-# ----------------------------------------------------------------------------- speed
+# ----------------------------------------------------------------------------- scale
 
 
 @pytest.mark.slow
-def test_speed_1000_masks_at_256():
-    train = phantom_masks(16, 256, 24, seed=1)
-    bank = MaskBank(train, seed=0)
-    start = time.perf_counter()
-    res = bank.generate(1000)
-    elapsed = time.perf_counter() - start
-    print(f"\nmask bank: 1000 new masks at 256x256 from {len(train)} training masks in "
-          f"{elapsed:.1f} s ({res.attempts} candidates, rejected {res.rejected})")
-    assert res.complete and elapsed <= 20.0
+def test_1000_masks_at_256():
+    """The full-size run completes (its wall time: `python -m lcgan_lightning.bench --mask-bank`)."""
+    train = lesion_masks(1, 16, 256, 24)
+    res = MaskBank(train, seed=0).generate(1000)
+    assert res.complete and len(res.masks) == 1000

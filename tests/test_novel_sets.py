@@ -186,24 +186,28 @@ def test_datamodule_trains_on_originals_plus_new_mask_pairs(tmp_path, ckpt):
 
 def test_pipeline_runs_novel_and_per_mask_variants(tmp_path, monkeypatch):
     from omegaconf import OmegaConf
+    from pipeline_helpers import RecordingLauncher, plan
 
-    from lcgan_lightning.pipeline import Pipeline, PipelineError
+    from lcgan_lightning.pipeline import PipelineContext, PipelineError
+    from lcgan_lightning.pipeline.preflight import preflight
+    from lcgan_lightning.pipeline.stages.seg import SegStage
+    from lcgan_lightning.pipeline.stages.synthesize import SynthesizeStage, set_is_current
 
     augments = ["none", "gan", "gan_novel", "gan_novel-k2", "both_novel-k4"]
     cfg = OmegaConf.create({"seed": 0, "fractions": [0.1], "augments": augments, "synthesize": {"overrides": []},
                             "seg": {"model": "fcn8s", "max_epochs": 1}, "launcher": "basic", "job_trainer": "cpu",
                             "job_logger": "csv"})
-    pipe = Pipeline(cfg, tmp_path)
-    calls = []
-    monkeypatch.setattr(pipe, "_run_app", lambda module, args, multirun=False: calls.append((module, args)))
+    launcher = RecordingLauncher()
+    calls = launcher.calls
+    pipe = PipelineContext.create(cfg, tmp_path, launcher, plan=plan(variants=augments))
     monkeypatch.setattr(pipe, "judge_ckpt", lambda seed=None: "judge.ckpt")
-    assert (pipe.per_mask_needed(novel=False), pipe.per_mask_needed(novel=True)) == (1, 4)
-    assert [str(d.relative_to(tmp_path)) for d in pipe.seg_dirs()][3:] == [
+    assert (pipe.plan.per_mask_needed(novel=False), pipe.plan.per_mask_needed(novel=True)) == (1, 4)
+    assert [str(j.dir.relative_to(tmp_path)) for j in SegStage().jobs(pipe)][3:] == [
         "seg/frac=0.1/aug=gan_novel-k2/seed=0", "seg/frac=0.1/aug=both_novel-k4/seed=0"]
     pipe.layout.selected(0).parent.mkdir(parents=True)
     pipe.layout.selected(0).write_text(json.dumps({"0.1": {"checkpoint": "g.ckpt"}}))
-    pipe.stage_synthesize()
-    (_, redraw), (_, novel) = calls
+    SynthesizeStage().run(pipe)
+    (_, redraw, _), (_, novel, _) = calls
     assert "data.synthetic_per_mask=1" in redraw and "masks=novel" not in redraw
     assert {"data.synthetic_per_mask=4", "masks=novel", "judge_ckpt='judge.ckpt'"} <= set(novel)
     # one multirun per kind of set: each job writes its fraction's set, from selected.json's generator
@@ -211,8 +215,8 @@ def test_pipeline_runs_novel_and_per_mask_variants(tmp_path, monkeypatch):
     assert f"selected_json='{pipe.layout.selected(0)}'" in novel
     assert f"hydra.sweep.dir='{pipe.layout.novel_dir(0.1, 0).parent}'" in novel
     calls.clear()
-    pipe.stage_seg()
-    sweeps = {next(a for a in args if a.startswith("data.synthetic_per_mask")): args for _, args in calls}
+    SegStage().run(pipe)
+    sweeps = {next(a for a in args if a.startswith("data.synthetic_per_mask")): args for _, args, _ in calls}
     assert set(sweeps) == {"data.synthetic_per_mask=1", "data.synthetic_per_mask=2", "data.synthetic_per_mask=4"}
     assert "data.augment=none,gan,gan_novel" in sweeps["data.synthetic_per_mask=1"]
     assert "data.augment=both_novel" in sweeps["data.synthetic_per_mask=4"]
@@ -221,7 +225,9 @@ def test_pipeline_runs_novel_and_per_mask_variants(tmp_path, monkeypatch):
     # a set made for fewer images per mask than the augments need is not current
     pipe.layout.novel_dir(0.1, 0).mkdir(parents=True)
     (pipe.layout.novel_dir(0.1, 0) / "manifest.json").write_text(json.dumps({"checkpoint": "g.ckpt", "per_mask": 2}))
-    assert not pipe.synthetic_is_current(0.1, 0, novel=True)
+    assert not set_is_current(pipe, 0.1, 0, novel=True)
     cfg.augments = ["none", "gan_novel-k3"]
-    with pytest.raises(PipelineError, match=r"augments: \['gan_novel-k3'\] unknown"):
-        Pipeline(cfg, tmp_path / "x").preflight()
+    preflight(cfg)  # any k for a variant that reads synthetic images
+    cfg.augments = ["none", "traditional-k2"]
+    with pytest.raises(PipelineError, match=r"augments: 'traditional-k2' is not a variant"):
+        preflight(cfg)

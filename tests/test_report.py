@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from lcgan_lightning.constants import LESION_CLASSES
 from lcgan_lightning.layout import RunLayout
 from lcgan_lightning.metrics import compute_metrics, write_metrics_json
 from lcgan_lightning.report import PAPER, write_report
+from lcgan_lightning.run_plan import Plan, Subset
 
 FRACTIONS = ("0.025", "0.1")
 VARIANT_DIRS = {"none": "original", "gan": "gan", "traditional": "traditional", "both": "both"}
@@ -36,7 +39,7 @@ def _prediction(aug: str, seed: int) -> np.ndarray:
     return np.roll(true, 2 + seed % 2, axis=2)
 
 
-def _fake_run(run_dir: Path, seeds=(1, 2)) -> dict:
+def _fake_run(run_dir: Path, seeds=(1, 2, 3)) -> dict:
     """A run dir as the pipeline leaves it; returns the metrics written."""
     lay = RunLayout(run_dir)
     written: dict = {}
@@ -64,12 +67,24 @@ def _fake_run(run_dir: Path, seeds=(1, 2)) -> dict:
         }
         lay.selected(s).write_text(json.dumps(selected))
         lay.scores(s).write_text(json.dumps({"candidates": [], "conventions": {"fcn_score": "higher is better"}}))
-    lay.pipeline_config.write_text(
-        f"seed: {seeds[0]}\nrepeats: {len(seeds)}\nbudget: steps\nfractions: [{', '.join(FRACTIONS)}]\n"
-        "augments: [none, gan, traditional, both]\ndata:\n  image_size: 16\n"
-    )
+    lay.pipeline_config.write_text(f"seed: {seeds[0]}\nrepeats: {len(seeds)}\ndata:\n  image_size: 16\n")
+    _set_plan(lay, seed=seeds[0], repeats=len(seeds))
     lay.state.write_text(json.dumps({"stages": {"judge": {"status": "ran", "wall_s": 12.5}}, "last_invocation": {}}))
     return written
+
+
+def _set_plan(lay: RunLayout, **changes) -> Plan:
+    """Write (or change) the run's plan.json: subsets FRACTIONS (N_PATIENTS patients each), the variants
+    of VARIANT_DIRS unless `variants` is given."""
+    if lay.plan.is_file():
+        plan = dataclasses.replace(Plan.load(lay.plan), **changes)
+    else:
+        base = {"seed": 1, "repeats": 2, "split_per_repeat": False, "by_count": False,
+                "subsets": tuple(Subset(float(f), N_PATIENTS, N_PATIENTS * PER_PATIENT, (4,)) for f in FRACTIONS),
+                "variants": tuple(VARIANT_DIRS), "gan_lr_policy": "constant", "budget": "steps", "calibrate": False}
+        plan = Plan(**{**base, **changes})
+    plan.save(lay.plan)
+    return plan
 
 
 def _check_metrics_schema(m: dict) -> None:
@@ -83,7 +98,7 @@ def test_results_json_schema_means_and_verdicts(tmp_path: Path) -> None:
     write_report(tmp_path, scale="smoke")
     results = json.loads((tmp_path / "results.json").read_text())
     assert {"scale", "image_size", "seed", "full", "fractions", "repeats", "budget", "statistics"} <= set(results)
-    assert (results["scale"], results["image_size"], results["seed"], results["repeats"]) == ("smoke", 16, 1, 2)
+    assert (results["scale"], results["image_size"], results["seed"], results["repeats"]) == ("smoke", 16, 1, 3)
     _check_metrics_schema(results["full"])
     assert set(results["fractions"]) == set(FRACTIONS)
     for f in FRACTIONS:
@@ -117,8 +132,10 @@ def test_report_numbers_equal_the_files(tmp_path: Path) -> None:
         assert ours == pytest.approx(written[f]["original"][0]["dsc"], abs=5e-4)
         assert paper == PAPER["fractions"][f]["original"]["dsc"]
     change_rows = [line for line in table1.splitlines() if line.startswith("| ↳ Δ vs original")]
-    assert len(change_rows) == 3 and "better" in change_rows[0] and "no detectable change" in change_rows[1]
-    assert re.search(r"\+\d\.\d{3} \[\+\d\.\d{3}, \+\d\.\d{3}\] better", change_rows[0])
+    # one training run per arm: the difference, but no verdict word
+    assert len(change_rows) == 3 and all("not estimable (one training run per arm)" in r for r in change_rows)
+    assert re.search(r"\| \+0\.\d{3} not estimable", change_rows[0])
+    assert not [r for r in change_rows if re.search(r"better|worse", r)]
     assert "TRUTH holds the class" in report  # Table 3 says which per-class definition it uses
     assert "| judge | ran | 12.5 |" in report
     assert (tmp_path / "figures" / "fig7_improvement.png").stat().st_size > 1000
@@ -187,9 +204,7 @@ def test_synthetic_only_rows_tstr_ratio_and_audit_section(tmp_path: Path) -> Non
             np.savez_compressed(d / "predictions.npz", pred=pred, true=true, patient=patients.astype(str),
                                 volume=patients.astype(str), slice=np.arange(len(true), dtype=np.int32))
             audits.setdefault(f, []).append(audit_summary(_fake_audit(lay.audit(float(f), s), 0.05 * s)))
-    cfg = lay.pipeline_config.read_text().replace("augments: [none, gan, traditional, both]",
-                                                   "augments: [none, gan, traditional, both, synthetic_only]")
-    lay.pipeline_config.write_text(cfg)
+    _set_plan(lay, variants=(*VARIANT_DIRS, "synthetic_only"))
     report = write_report(tmp_path, scale="smoke").read_text()
     results = json.loads(lay.results.read_text())
     for f in FRACTIONS:
@@ -210,7 +225,7 @@ def test_synthetic_only_rows_tstr_ratio_and_audit_section(tmp_path: Path) -> Non
     assert "| Synthetic only (TSTR) |" in table1
     section = report.split("## Synthetic-set audit")[1].split("## Generator selection")[0]
     a = audits[FRACTIONS[1]][0]
-    assert re.search(rf"\| 10 % \| 1 \| 8 \| {a['copy_rate_feature']:.3f} \| {a['copy_rate_pixel']:.3f} \| "
+    assert re.search(rf"\| 8 patients \(10 %\) \| 1 \| 8 \| {a['copy_rate_feature']:.3f} \| {a['copy_rate_pixel']:.3f} \| "
                      rf"{a['fid']:.3f} \|", section)
     assert "![closest pairs 0.1](figures/audit_closest_frac=0.1.png)" in section
     assert (tmp_path / "figures/audit_closest_frac=0.1.png").read_bytes() == b"png"
@@ -224,7 +239,7 @@ def test_report_without_audit_or_synthetic_only_has_neither(tmp_path: Path) -> N
     assert "audit" not in results["fractions"]["0.1"] and "audit" not in results
 
 
-def _add_variant(lay: RunLayout, aug: str, pred_of_seed, seeds=(1, 2)) -> None:
+def _add_variant(lay: RunLayout, aug: str, pred_of_seed, seeds=(1, 2, 3)) -> None:
     true = _truth()
     patients = np.repeat([f"p{i}" for i in range(N_PATIENTS)], PER_PATIENT)
     for f in FRACTIONS:
@@ -242,8 +257,7 @@ def test_new_mask_variants_are_also_compared_with_gan(tmp_path: Path) -> None:
     lay = RunLayout(tmp_path)
     _add_variant(lay, "gan_novel", lambda s: np.zeros_like(_truth()))  # predicts nothing: worse than gan
     _add_variant(lay, "gan_novel-k2", lambda s: _truth())  # as good as gan
-    lay.pipeline_config.write_text(lay.pipeline_config.read_text().replace(
-        "augments: [none, gan, traditional, both]", "augments: [none, gan, traditional, both, gan_novel, gan_novel-k2]"))
+    _set_plan(lay, variants=(*VARIANT_DIRS, "gan_novel", "gan_novel-k2"))
     report = write_report(tmp_path, scale="smoke").read_text()
     results = json.loads(lay.results.read_text())
     for f in FRACTIONS:
@@ -264,14 +278,87 @@ def test_split_per_repeat_full_row_is_the_mean_over_the_judges(tmp_path: Path) -
     lay = RunLayout(tmp_path)
     true = _truth()
     dscs = []
-    for s, shift in ((1, 0), (2, 2)):  # repeat 2's judge is shifted by 2 px: a lower DSC
+    for s, shift in ((1, 0), (2, 2), (3, 1)):  # repeat 2's judge is shifted by 2 px: a lower DSC
         lay.judge_dir_of(s).mkdir(parents=True)
         m = compute_metrics(np.roll(true, shift, axis=2), true)
         write_metrics_json(m, lay.judge_dir_of(s) / "test_metrics.json")
         dscs.append(m["dsc"])
-    lay.pipeline_config.write_text(lay.pipeline_config.read_text() + "split_per_repeat: true\n")
+    _set_plan(lay, split_per_repeat=True)
     report = write_report(tmp_path, scale="smoke").read_text()
     results = json.loads(lay.results.read_text())
     assert results["split_per_repeat"] is True
     assert results["full"]["dsc"] == pytest.approx(np.mean(dscs)) and dscs[1] < dscs[0]
     assert "each repeat with its own patient split and judge" in report
+
+
+def _console_text(results: dict) -> str:
+    import io
+
+    from rich.console import Console
+
+    from lcgan_lightning.console.summary import run_summary
+
+    out = io.StringIO()
+    Console(file=out, width=200).print(run_summary(results, {}))
+    return out.getvalue()
+
+
+def test_aa_calibration_block_counts_false_calls_and_warns_when_too_many(tmp_path: Path) -> None:
+    _fake_run(tmp_path)  # repeats with seeds 1, 2, 3
+    lay = RunLayout(tmp_path)
+    plan = _set_plan(lay, calibrate=True)
+    assert plan.calibration_seeds == [4, 5, 6]
+    # the A/A arm follows the original's rule (a shift that depends on the seed): no true difference
+    _add_variant(lay, "none", lambda s: _prediction("none", s), seeds=(4, 5, 6))
+    report = write_report(tmp_path, scale="smoke").read_text()
+    cal = json.loads(lay.results.read_text())["calibration"]
+    assert cal["enabled"] and cal["seeds"] == [4, 5, 6] and cal["paired_with"] == [1, 2, 3]
+    assert cal["comparisons"] == 2 * (4 + 5)  # 2 subsets x (4 metrics + 5 classes)
+    assert cal["called_difference"] == 0 and cal["rate"] == 0.0 and not cal["excess"]
+    assert set(cal["per_subset"]) == set(FRACTIONS) and cal["per_subset"]["0.1"]["dsc"]["verdict"] == "no detectable change"
+    assert "0 of 18 comparisons of identical configurations called a difference" in report
+    assert report.index("A/A calibration") < report.index("## Table 1")
+    assert "WARNING" not in _console_text(json.loads(lay.results.read_text()))
+
+    # an "A/A" arm that predicts nothing is not identical: every comparison calls it, and both say so
+    for f in FRACTIONS:
+        for s in (4, 5, 6):
+            shutil.rmtree(lay.seg_dir(float(f), "none", s))
+    _add_variant(lay, "none", lambda s: np.zeros_like(_truth()), seeds=(4, 5, 6))
+    report = write_report(tmp_path, scale="smoke").read_text()
+    results = json.loads(lay.results.read_text())
+    assert results["calibration"]["excess"] and results["calibration"]["called_difference"] >= 8
+    assert "**Warning**: the A/A rate is above the nominal 5 %" in report
+    assert "WARNING: A/A calibration" in _console_text(results)
+
+
+def test_holm_families_adjust_within_each_table_and_keep_the_raw_verdict(tmp_path: Path) -> None:
+    _fake_run(tmp_path)
+    results = json.loads((write_report(tmp_path, scale="smoke").parent / "results.json").read_text())
+    families = results["statistics"]["families"]
+    # 3 variants x 2 subsets per metric table; Table 3: 5 classes more
+    assert families == {"Table 1, strict DSC": 6, "Table 1, binary lesion DSC": 6, "Table 2, precision": 6,
+                        "Table 2, recall": 6, "Table 3, per-class DSC": 30}
+    ps = sorted((b[v]["vs_original"]["dsc"]["p_value"], b[v]["vs_original"]["dsc"]["p_adjusted"])
+                for b in results["fractions"].values() for v in ("gan", "traditional", "both"))
+    m = len(ps)
+    assert ps[0][1] == pytest.approx(min(1.0, m * ps[0][0]))  # Holm: the smallest p times the family size
+    assert all(adj >= raw for raw, adj in ps)
+    for block in results["fractions"].values():
+        assert block["design"]["seed_sd_dsc"] > 0 and block["design"]["detectable_dsc"] > 0
+        gan = block["gan"]["vs_original"]["dsc"]
+        assert gan["verdict"] == "better" and gan["verdict_adjusted"] in ("better", "no detectable change")
+
+
+def test_one_run_per_arm_prints_no_verdict_word(tmp_path: Path) -> None:
+    _fake_run(tmp_path, seeds=(1,))
+    results = json.loads((write_report(tmp_path, scale="smoke").parent / "results.json").read_text())
+    text = _console_text(results)
+    assert "One training run per arm: no verdict is computed" in text
+    table = text.split("Selected generator")[0]
+    assert "not estimable" in table and "better" not in table and "worse" not in table
+    gan = results["fractions"]["0.1"]["gan"]["vs_original"]["dsc"]
+    assert gan["verdict"] == "not estimable" and gan["reason"] == "one training run per arm" and gan["diff"] > 0
+    assert results["calibration"] == {"enabled": False,
+                                      "reason": "calibrate=false: no A/A runs (set calibrate=true to train them)"}
+    assert results["fractions"]["0.1"]["design"] == {"seed_sd_dsc": None, "detectable_dsc": None}

@@ -9,7 +9,7 @@ import numpy as np
 from test_wandb_names import _records
 
 from lcgan_lightning.constants import LESION_CLASSES
-from lcgan_lightning.report_wandb import (
+from lcgan_lightning.report.wandb_run import (
     log_report_run,
     metric_table,
     per_class_table,

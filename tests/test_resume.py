@@ -242,7 +242,6 @@ def test_a_loader_that_cannot_resume_gets_last_ckpt_at_epoch_ends_only(tmp_path,
     """A plain DataLoader (no position to save): the segmenter's validations every 2 steps and the
     LcGAN's last_every_n_steps=1 write no mid-epoch last.ckpt; both write it at every epoch end."""
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint
     from test_lcgan import TinyLesionSet
     from torch.utils.data import DataLoader
 
@@ -250,13 +249,13 @@ def test_a_loader_that_cannot_resume_gets_last_ckpt_at_epoch_ends_only(tmp_path,
     from lcgan_lightning.models.segmenter import Segmenter
 
     saved: list[tuple[str, int]] = []
-    original = ModelCheckpoint._save_checkpoint
+    original = pl.Trainer.save_checkpoint  # every full checkpoint file goes through it
 
-    def record(self, trainer, filepath):
+    def record(trainer, filepath, *args, **kwargs):
         saved.append((Path(filepath).name, trainer.fit_loop.epoch_loop.batch_progress.total.processed))
-        original(self, trainer, filepath)
+        original(trainer, filepath, *args, **kwargs)
 
-    monkeypatch.setattr(ModelCheckpoint, "_save_checkpoint", record)
+    monkeypatch.setattr(pl.Trainer, "save_checkpoint", record)
     ds = TinyLesionSet(n=5)  # 5 batches of 1 per epoch
     for name, model, kw in (
         ("seg", Segmenter(width=0.125, n_overlay=0), {"val_check_interval": 2}),

@@ -38,22 +38,21 @@ def test_seg_judge_uses_all_training_patients():
     assert cfg.model.arch == "fcn8s"
 
 
-def test_cpu_study_judge_is_a_postprocessed_basicunet_and_its_segmenters_a_fast_fcn8s(tmp_path, monkeypatch):
+def test_cpu_study_judge_is_a_postprocessed_basicunet_and_its_segmenters_a_fast_fcn8s(tmp_path):
     """The pipeline's judge and segmenter commands of scale=cpu_study compose into the configs the
     README describes (the judge's overrides come after the segmenters' and win)."""
     from hydra.core.global_hydra import GlobalHydra
+    from pipeline_helpers import RecordingLauncher, plan
 
-    from lcgan_lightning.pipeline import Pipeline
+    from lcgan_lightning.pipeline import PipelineContext
+    from lcgan_lightning.pipeline.stages.judge import JudgeStage
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="pipeline", overrides=["scale=cpu_study"], return_hydra_config=True)
     GlobalHydra.instance().clear()
-    calls = []
-    monkeypatch.setattr(Pipeline, "_run_app", lambda self, module, args, multirun=False: calls.append(list(args)))
-    pipe = Pipeline(cfg, tmp_path)
-    pipe.layout.judge_dir.mkdir(parents=True)
-    (pipe.layout.judge_dir / "train_result.json").write_text('{"best_ckpt": "j.ckpt", "last_ckpt": null}')
-    pipe.stage_judge()
+    launcher = RecordingLauncher()
+    JudgeStage().run(PipelineContext.create(cfg, tmp_path, launcher, plan=plan()))
+    calls = [args for _, args, _ in launcher.calls]
     keep = ("model", "++trainer", "trainer.max_epochs", "trainer.check_val")
 
     def train_cfg(args):

@@ -193,7 +193,7 @@ def audit_set(
 
     f_syn = extract_features(syn, feature_fn, cfg.batch_size)
     f_real = extract_features(ref, feature_fn, cfg.batch_size)
-    mem_args = dict(
+    mem_args: dict[str, Any] = dict(
         percentile=cfg.copy_percentile,
         n_closest=cfg.n_closest,
         top_patients=cfg.top_patients,

@@ -8,7 +8,7 @@ the seed; lower = more diverse.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -36,9 +36,10 @@ def seed_diversity(
     images = generate_rows(generator, masks.repeat_interleave(k, dim=0), seeds, dropout=dropout)
     images = images.view(n, k, *images.shape[1:])
     a, b = torch.combinations(torch.arange(k), r=2).T
-    ssim = structural_similarity_index_measure(
+    # one tensor (the tuple only with return_full_image / return_contrast_sensitivity)
+    ssim = cast(Tensor, structural_similarity_index_measure(
         images[:, a].flatten(0, 1), images[:, b].flatten(0, 1), data_range=2.0, reduction="none"
-    ).view(n, -1)
+    )).view(n, -1)
     per_mask = ssim.double().mean(dim=1)
     return {
         "mean_pairwise_ssim": float(per_mask.mean()),

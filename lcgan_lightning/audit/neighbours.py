@@ -53,8 +53,8 @@ def nearest(
     query: Tensor,
     ref: Tensor,
     metric: str,
-    query_groups: Sequence[Any] | None = None,
-    ref_groups: Sequence[Any] | None = None,
+    query_groups: Sequence[Any] | np.ndarray | None = None,
+    ref_groups: Sequence[Any] | np.ndarray | None = None,
     chunk: int = 512,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest ``ref`` row of every ``query`` row: (distance float64 [Nq], index int64 [Nq]).

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from lcgan_lightning.atomic_io import write_json_atomic
 from lcgan_lightning.audit.core import AUDIT_VERSION, AuditConfig, audit_set
 from lcgan_lightning.audit.figures import closest_pairs_figure
 from lcgan_lightning.constants import LESION_CLASSES
@@ -105,13 +105,6 @@ def _generator_ckpt(generator_ckpt: str | None, manifest: Mapping[str, Any], set
             "manifest's); its diversity would not be this set's: give generator_ckpt=... or "
             "diversity=false"
         )
-    return path
-
-
-def write_json_atomic(path: Path, content: Any) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(content, indent=2) + "\n")
-    os.replace(tmp, path)
     return path
 
 

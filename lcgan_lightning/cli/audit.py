@@ -41,9 +41,10 @@ def audit_from_config(cfg: DictConfig) -> dict[str, Any]:
     judge_path = Path(cfg.judge_ckpt)
     if not judge_path.is_file():
         raise FileNotFoundError(f"judge_ckpt={judge_path}: no such file")
-    overrides = {"augment": "none", "fraction": fraction} | (
+    overrides: dict[str, Any] = {"augment": "none", "fraction": fraction} | (
         {"splits_path": str(cfg.splits_path)} if cfg.splits_path else {})
     train = open_datamodule(cfg.data, **overrides).train_slices
+    assert train is not None  # open_datamodule sets it up
     device = resolve_device(cfg.device)
     trust = bool(cfg.get("trust_checkpoint", False))
     judge = load_segmenter(str(judge_path), map_location=device, trust=trust)

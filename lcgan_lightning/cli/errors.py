@@ -28,7 +28,7 @@ EXIT_CODE = 1
 DEFECTS_FILE = "defects.json"
 
 
-def known_error(err: BaseException) -> BaseException | None:
+def known_error(err: BaseException) -> UserError | FileNotFoundError | None:
     """The user-fixable error behind `err` (Hydra's instantiate wraps it), or None."""
     seen: set[int] = set()
     cur: BaseException | None = err
@@ -47,7 +47,7 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def describe(err: BaseException) -> tuple[str, str]:
+def describe(err: UserError | FileNotFoundError) -> tuple[str, str]:
     """(error line, hint line) of a known error, without the `error: ` / `hint: ` prefixes."""
     if isinstance(err, UserError):
         hint = one_line(err.hint)
@@ -82,13 +82,13 @@ def _hydra_run() -> tuple[str | None, bool]:
         return None, False
 
 
-def print_error(err: BaseException, run_dir: str | Path | None = None, file: Any = None) -> None:
+def print_error(err: UserError | FileNotFoundError, run_dir: str | Path | None = None, file: Any = None) -> None:
     """Write the two lines of a known error (and, for a list of defects, defects.json in `run_dir`)."""
     file = file or sys.stderr
     message, hint = describe(err)
     listed = _write_defects(err, run_dir)
-    if listed is not None:
-        hint = f"all {len(err.defects)} defects are listed in {listed}; {hint}"
+    if listed is not None:  # err has a non-empty `defects` list (a DatasetError's)
+        hint = f"all {len(getattr(err, 'defects', []))} defects are listed in {listed}; {hint}"
     print(f"error: {message}", file=file)
     print(f"hint: {hint}", file=file, flush=True)
 

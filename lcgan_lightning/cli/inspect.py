@@ -70,7 +70,7 @@ def print_defects(defects: list[dict], console: Console) -> None:
 
 def print_summary(dm: Any, info: dict[str, Any], run_dir: Path, console: Console) -> None:
     """Rich tables: counts, pixels per class, splits, skipped files."""
-    console.rule(f"[bold]{dm.layout}[/] dataset at {dm.root}")
+    console.rule(f"[bold]{dm.dataset_format}[/] dataset at {dm.root}")
     counts = Table(show_header=False, box=None)
     for key in ("patients", "slices", "lesion_slices"):
         counts.add_row(key, str(info[key]))

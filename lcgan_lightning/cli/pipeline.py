@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from lcgan_lightning.cli.errors import report_errors
 from lcgan_lightning.config import register_resolvers
 from lcgan_lightning.paths import CONF_DIR
-from lcgan_lightning.pipeline import Pipeline, PipelineError
+from lcgan_lightning.pipeline import PipelineError, pipeline_console, print_summary, run_pipeline
 from lcgan_lightning.quiet import console_log_level, quiet_library_noise
 
 log = logging.getLogger(__name__)
@@ -26,14 +26,14 @@ def main(cfg: DictConfig) -> None:
     quiet_library_noise()
     if not cfg.get("verbose"):  # the console shows the progress; pipeline.log keeps every record
         console_log_level(logging.WARNING)
-    pipeline = Pipeline(cfg, Path(cfg.paths.output_dir))
+    console = pipeline_console(cfg)
     try:
-        report = pipeline.run()
+        ctx = run_pipeline(cfg, Path(cfg.paths.output_dir), console=console)
     except PipelineError as err:  # printed in the console's style (the failed job's log tail is above)
         log.info("stopped: %s", err)
-        pipeline.console.error(str(err))
+        console.error(str(err))
         sys.exit(1)
-    pipeline.print_summary(report)
+    print_summary(ctx)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(cfg.run_dir)
     scale = cfg.scale
     if scale is None and (run_dir / "pipeline.yaml").exists():
-        scale = OmegaConf.load(run_dir / "pipeline.yaml").get("scale")
+        run_cfg = OmegaConf.load(run_dir / "pipeline.yaml")
+        scale = run_cfg.get("scale") if isinstance(run_cfg, DictConfig) else None
     print(write_report(run_dir, scale=scale or "custom").resolve())
     if cfg.get("wandb"):
-        from lcgan_lightning.report_wandb import log_report_run
+        from lcgan_lightning.report.wandb_run import log_report_run
 
         print(f"W&B report run: {log_report_run(run_dir)}")
 

@@ -32,8 +32,9 @@ def load_data(data_cfg: DictConfig, splits_path: str | None) -> tuple[Any, Any]:
     """
     from lcgan_lightning.data.datamodule import open_datamodule
 
-    overrides = {"augment": "none", "fraction": 1.0} | ({"splits_path": str(splits_path)} if splits_path else {})
+    overrides: dict[str, Any] = {"augment": "none", "fraction": 1.0} | ({"splits_path": str(splits_path)} if splits_path else {})
     dm = open_datamodule(data_cfg, **overrides)
+    assert dm.val_slices is not None  # open_datamodule sets it up
     if len(dm.val_slices) == 0:
         raise ValueError("the validation split holds no slice: nothing to score generators on")
     return dm.val_slices, dm.train_slices

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import numpy as np
@@ -54,8 +54,9 @@ def synthesize_from_config(cfg: DictConfig) -> dict[str, Any]:
     if (out_dir / "manifest.json").exists() and not cfg.overwrite:
         raise FileExistsError(f"{out_dir} already holds a synthetic set (manifest.json); pass overwrite=true")
     checkpoint = resolve_checkpoint(cfg, fraction)
-    overrides = {"augment": "none"} | ({"splits_path": str(cfg.splits_path)} if cfg.splits_path else {})
+    overrides: dict[str, Any] = {"augment": "none"} | ({"splits_path": str(cfg.splits_path)} if cfg.splits_path else {})
     slices = open_datamodule(cfg.data, **overrides).train_slices
+    assert slices is not None  # open_datamodule sets it up
     if cfg.lesion_only:
         keep = np.asarray(slices.masks).reshape(len(slices), -1).max(1) > 0
         slices = slices.select(keep)
@@ -68,7 +69,7 @@ def synthesize_from_config(cfg: DictConfig) -> dict[str, Any]:
     if masks != "novel":
         raise ValueError(f"masks={masks!r}: train (the training masks) or novel (new masks from the mask bank)")
     novel = cfg.novel
-    bank = OmegaConf.to_container(novel.bank, resolve=True) if novel.get("bank") is not None else {}
+    bank = cast(dict[str, Any], OmegaConf.to_container(novel.bank, resolve=True)) if novel.get("bank") is not None else {}
     judge = None
     if cfg.get("judge_ckpt"):
         from lcgan_lightning.models.generation import resolve_device

@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from lcgan_lightning.constants import AUGMENT_CHOICES
-from lcgan_lightning.data.slices import SliceDataset, SliceSet
+from lcgan_lightning.data.dataset import SliceDataset
+from lcgan_lightning.data.slices import SliceSet
 from lcgan_lightning.data.synthetic_set import SyntheticSetError, load_synthetic_rows
+from lcgan_lightning.variants import AUGMENTS
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +89,15 @@ def build_extra_train_sets(
     novel_dir: str | Path | None = None,
 ) -> list[Dataset]:
     """Datasets appended after the original training slices for ``augment`` (module docstring)."""
-    if augment not in AUGMENT_CHOICES or augment == "synthetic_only":
-        raise ValueError(f"augment={augment!r} is not one of {tuple(a for a in AUGMENT_CHOICES if a != 'synthetic_only')}")
-    extras: list[tuple[str, SliceSet]] = []
-    if augment in ("gan", "both"):
-        extras.append(("gan", gan_slices(train_slices, synthetic_dir, image_source, seed, per_mask)))
-    if augment in ("gan_novel", "both_novel"):
-        extras.append(("gan_novel", novel_slices(train_slices, novel_dir, per_mask)))
-    if augment in ("traditional", "both", "both_novel"):
-        extras.append(("traditional", traditional_slices(train_slices, seed)))
+    aug = AUGMENTS.get(augment)
+    if aug is None or not aug.originals:
+        raise ValueError(f"augment={augment!r} is not one of {[a.name for a in AUGMENTS.values() if a.originals]}")
+    make = {
+        "gan": lambda: gan_slices(train_slices, synthetic_dir, image_source, seed, per_mask),
+        "gan_novel": lambda: novel_slices(train_slices, novel_dir, per_mask),
+        "traditional": lambda: traditional_slices(train_slices, seed),
+    }
+    extras: list[tuple[str, SliceSet]] = [(name, make[name]()) for name in aug.extras]
     total = len(train_slices) + sum(len(s) for _, s in extras)
     log.info(
         "segmenter training set (augment=%s): %d original%s = %d slices",

@@ -1,6 +1,6 @@
 """Preprocessed-slice cache: one .npy per array, memory-mapped on read, keyed by sources + settings.
 
-A cache entry is a folder ``<cache_dir>/<layout>-<key>/`` holding ``images.npy`` (float16 [N,H,W]),
+A cache entry is a folder ``<cache_dir>/<dataset format>-<key>/`` holding ``images.npy`` (float16 [N,H,W]),
 ``masks.npy`` (uint8 [N,H,W]), ``slice_index.npy`` (int32 [N]) and ``meta.json`` (patients, volumes,
 skipped, notes, settings, source list, and each array's shape and dtype). Arrays are read with
 ``allow_pickle=False`` and checked against the recorded shapes and dtypes. The key hashes every
@@ -38,9 +38,9 @@ def cache_key(files: list[Path], settings: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def entry_dir(cache_dir: str | Path, layout: str, key: str) -> Path:
+def entry_dir(cache_dir: str | Path, dataset_format: str, key: str) -> Path:
     """Folder of the cache entry for `key`."""
-    return Path(cache_dir) / f"{layout}-{key[:24]}"
+    return Path(cache_dir) / f"{dataset_format}-{key[:24]}"
 
 
 class CacheEntryError(UserError, ValueError):

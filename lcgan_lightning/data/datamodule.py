@@ -8,26 +8,34 @@ import logging
 import os
 import shutil
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytorch_lightning as pl
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from lcgan_lightning.config import to_plain
-from lcgan_lightning.constants import AUGMENT_CHOICES, LESION_CLASSES, NUM_CLASSES
+from lcgan_lightning.constants import LESION_CLASSES, NUM_CLASSES
 from lcgan_lightning.data.augment_sets import ImageSource
+from lcgan_lightning.data.collate import collate_slices
+from lcgan_lightning.data.dataset import SliceDataset
+from lcgan_lightning.data.loading import load_slices
 from lcgan_lightning.data.resumable import ResumableLoader, ResumableSampler, SeededSamples
-from lcgan_lightning.data.slices import SliceDataset, SliceSet, collate_slices, load_slices
+from lcgan_lightning.data.slices import SliceSet
 from lcgan_lightning.data.splits import (
     DEFAULT_SUBSETS,
+    check_one_count,
     load_splits,
     make_splits,
     save_splits,
     training_subset,
 )
 from lcgan_lightning.data.validation import DataConfigError, DatasetError, check_known_keys
+from lcgan_lightning.variants import AUGMENT_CHOICES
+
+if TYPE_CHECKING:
+    from pytorch_lightning.loops.progress import _ProcessedTracker
 
 PHANTOM_KEYS = ("generate", "num_patients", "seed", "image_size", "num_slices")
 SKIPPED_CASES = "skipped_cases.json"  # data.on_defect=skip: the defective cases left out, in the run dir
@@ -65,9 +73,10 @@ def ensure_phantom(root: Path, phantom: Mapping[str, Any]) -> Path:
 
 def fixed_subset(dataset: Dataset, n: int | None) -> Dataset:
     """At most `n` rows, evenly spaced over the dataset (the same rows every epoch and run); None = all."""
-    if n is None or len(dataset) <= n:
+    # (map-style datasets, with a length)
+    if n is None or len(cast(Sized, dataset)) <= n:
         return dataset
-    step = len(dataset) / n
+    step = len(cast(Sized, dataset)) / n
     return Subset(dataset, [int(i * step) for i in range(n)])
 
 
@@ -138,13 +147,15 @@ class CTSliceDataModule(pl.LightningDataModule):
             check_known_keys(phantom, PHANTOM_KEYS, "data.phantom")
         if not 0.0 < float(fraction) <= 1.0:
             raise DataConfigError(f"data.fraction={fraction}: fraction selects no patient (must be in (0, 1])")
+        subset_patients = to_plain(subset_patients)
+        check_one_count(subset_patients)
         if subset_patients is not None and float(fraction) != 1.0:
             raise DataConfigError(f"data.subset_patients={subset_patients} and data.fraction={fraction}: "
                                "set one of them (fraction 1.0 when subset_patients is set)")
         if augment not in AUGMENT_CHOICES:
             raise DataConfigError(f"data.augment: {augment!r} is not one of {AUGMENT_CHOICES}")
         self.root = Path(root)
-        self.layout = layout
+        self.dataset_format = layout  # config key data.layout: bhsd | ctich | folder (data/formats.py)
         self.image_size = int(image_size)
         self.fraction = float(fraction)
         self.batch_size = int(batch_size)
@@ -194,13 +205,15 @@ class CTSliceDataModule(pl.LightningDataModule):
                                    for k, v in self._config().items()})
         self.slices: SliceSet | None = None
         self.splits: dict | None = None
-        self.train_slices = self.val_slices = self.test_slices = None
+        self.train_slices: SliceSet | None = None
+        self.val_slices: SliceSet | None = None
+        self.test_slices: SliceSet | None = None
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
 
     def _config(self) -> dict[str, Any]:
-        return {"root": str(self.root), "layout": self.layout, "image_size": self.image_size,
+        return {"root": str(self.root), "layout": self.dataset_format, "image_size": self.image_size,
                 "fraction": self.fraction, "batch_size": self.batch_size, "num_workers": self.num_workers,
                 "window": self.window, "lesion_only": self.lesion_only, "val_ratio": self.val_ratio,
                 "test_ratio": self.test_ratio, "subsets": self.subsets, "subset_counts": self.subset_counts,
@@ -219,10 +232,10 @@ class CTSliceDataModule(pl.LightningDataModule):
     def _load(self) -> SliceSet:
         if self.phantom is not None and self.phantom.get("generate"):
             ensure_phantom(self.root, self.phantom)
-        return load_slices(self.root, layout=self.layout, image_size=self.image_size, window=self.window,
-                           lesion_only=self.lesion_only, cache_dir=self.cache_dir, label_map=self.label_map,
-                           multi_label_slices=self.multi_label_slices, hu_offset=self.hu_offset,
-                           on_defect=self.on_defect)
+        return load_slices(self.root, dataset_format=self.dataset_format, image_size=self.image_size,
+                           window=self.window, lesion_only=self.lesion_only, cache_dir=self.cache_dir,
+                           label_map=self.label_map, multi_label_slices=self.multi_label_slices,
+                           hu_offset=self.hu_offset, on_defect=self.on_defect)
 
     def prepare_data(self) -> None:
         """Generate the phantom if needed and fill the slice cache (every input check runs here)."""
@@ -298,6 +311,7 @@ class CTSliceDataModule(pl.LightningDataModule):
                 )
             return
         if self.trainer is None or self.trainer.is_global_zero:
+            assert self.splits is not None  # setup() makes the splits before writing them
             save_splits(self.splits, path)
 
     def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int, sampler: ResumableSampler | None = None
@@ -305,9 +319,10 @@ class CTSliceDataModule(pl.LightningDataModule):
         # The shuffle order comes from torch's global RNG, which lcgan-train seeds with the training seed;
         # the training loader is resumable mid-epoch (data/resumable.py).
         dataset = lean_view(dataset)
-        kwargs = dict(batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      num_workers=self.num_workers, pin_memory=self.pin_memory, collate_fn=collate_slices,
-                      persistent_workers=self.num_workers > 0)
+        kwargs: dict[str, Any] = dict(
+            batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+            num_workers=self.num_workers, pin_memory=self.pin_memory, collate_fn=collate_slices,
+            persistent_workers=self.num_workers > 0)
         if sampler is None:
             return DataLoader(dataset, **kwargs)
         if sampler.with_seeds:
@@ -319,13 +334,16 @@ class CTSliceDataModule(pl.LightningDataModule):
         trainer = self.trainer
         if trainer is None or trainer.state.fn != "fit":
             return None
-        return trainer.fit_loop.epoch_loop.batch_progress.current.processed, int(trainer.num_training_batches)
+        # Lightning declares `current` as the base tracker; batch progress holds a _ProcessedTracker
+        current = cast("_ProcessedTracker", trainer.fit_loop.epoch_loop.batch_progress.current)
+        return current.processed, int(trainer.num_training_batches)
 
     def epoch_samples(self) -> int:
         """Training samples drawn per epoch: every slice, or `samples_per_epoch` of them (a fresh random
         subset of originals + extras each epoch), so that every augmentation variant of one fraction
         takes the same number of optimiser steps."""
-        n = len(self.train_dataset)
+        assert self.train_dataset is not None and self.train_slices is not None, "setup() first"
+        n = len(cast(Sized, self.train_dataset))
         if self.samples_per_epoch is None:
             return n
         want = len(self.train_slices) if self.samples_per_epoch == "original" else int(self.samples_per_epoch)
@@ -334,19 +352,24 @@ class CTSliceDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # RandomSampler's order (torch's global generator), n of the samples per epoch, resumable mid-epoch;
         # online augmentation is seeded per sample
-        sampler = ResumableSampler(len(self.train_dataset), self.epoch_samples(), with_seeds=self.augment_online)
+        assert self.train_dataset is not None, "setup() first"
+        sampler = ResumableSampler(len(cast(Sized, self.train_dataset)), self.epoch_samples(),
+                                   with_seeds=self.augment_online)
         return self._loader(self.train_dataset, True, self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader:
+        assert self.val_dataset is not None, "setup() first"
         return self._loader(self.val_dataset, False, self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
+        assert self.test_dataset is not None, "setup() first"
         return self._loader(self.test_dataset, False, self.eval_batch_size)
 
     def summary(self) -> dict[str, Any]:
         """The inspect.json content (schema in the README): counts, pixels per class, skipped, splits."""
         if self.slices is None or self.splits is None:
             self.setup()
+        assert self.slices is not None  # setup() loads them
         counts = self.slices.pixel_counts()
         return {
             "patients": len(self.slices.patient_ids()),

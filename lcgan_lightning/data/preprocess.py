@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
 import torch
 import torch.nn.functional as F
+from nibabel.arrayproxy import ArrayProxy
 
 from lcgan_lightning.constants import UINT16_HU_OFFSET, WINDOWS
 from lcgan_lightning.data.validation import DataConfigError, DatasetError, check_finite_image
@@ -34,7 +36,7 @@ AIR = -1.0  # windowed value of air (and of padding) in [-1, 1]
 def load_nifti(path: Path) -> nib.Nifti1Image:
     """nibabel.load with a DatasetError naming the file for unreadable or non-3-D files."""
     try:
-        img = nib.load(str(path))
+        img = cast(nib.Nifti1Image, nib.load(str(path)))  # .nii/.nii.gz: a Nifti1Image (or its subclass Nifti2Image)
         shape = img.shape
     except Exception as exc:  # nibabel raises many types for corrupt/truncated files
         raise DatasetError(f"{path}: unreadable or corrupt file ({type(exc).__name__}: {exc})") from exc
@@ -45,7 +47,7 @@ def load_nifti(path: Path) -> nib.Nifti1Image:
 
 def _read(path: Path, img: nib.Nifti1Image, scaled: bool) -> np.ndarray:
     try:
-        data = np.asarray(img.dataobj) if scaled else np.asarray(img.dataobj.get_unscaled())
+        data = np.asarray(img.dataobj) if scaled else np.asarray(cast(ArrayProxy, img.dataobj).get_unscaled())
     except Exception as exc:
         raise DatasetError(f"{path}: unreadable or corrupt file ({type(exc).__name__}: {exc})") from exc
     return data.reshape(data.shape[:3])

@@ -14,8 +14,8 @@ depend on `num_workers`, on prefetching or on where a run was resumed.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sized
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -24,7 +24,8 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 def rng_state() -> dict[str, Any]:
     """The global RNG states as tensors and plain data (checkpoints load with weights_only=True)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    # the legacy tuple form (get_state's default; numpy's stub also admits the dict form)
+    kind, keys, pos, has_gauss, gauss = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
@@ -109,7 +110,7 @@ class SeededSamples(Dataset):
         self.transforms = _seedable(dataset)
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(cast(Sized, self.dataset))
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key
@@ -137,7 +138,7 @@ class ResumableLoader(DataLoader):
     def state_dict(self) -> dict[str, Any]:
         if not self.exact_resume:
             return {}
-        sampler: ResumableSampler = self.sampler
+        sampler = cast(ResumableSampler, self.sampler)  # exact_resume
         done_total = self.progress() if self.progress is not None else None
         done, total = done_total if done_total is not None else (0, len(self))
         state: dict[str, Any] = {"epoch": sampler.epoch, "rng": rng_state()}
@@ -148,7 +149,7 @@ class ResumableLoader(DataLoader):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state or not self.exact_resume:
             return
-        sampler: ResumableSampler = self.sampler
+        sampler = cast(ResumableSampler, self.sampler)  # exact_resume
         sampler.set_epoch(state["epoch"])
         mid_epoch = state.get("seed") is not None
         persistent = self.num_workers > 0 and self.persistent_workers

@@ -74,6 +74,17 @@ def count_size(patients: int, n_train: int, name: str = "data.subset_patients") 
     return int(patients)
 
 
+def check_one_count(patients: object) -> None:
+    """ConfigError if data.subset_patients holds a list: that key is one count for one training run."""
+    if isinstance(patients, (list, tuple)):
+        sizes = ",".join(str(k) for k in patients)
+        raise DataConfigError(
+            f"data.subset_patients={list(patients)}: one patient count for one training run; "
+            f"a list of subset sizes is data.subset_counts=[{sizes}]",
+            hint=f"set data.subset_counts=[{sizes}] (nested subsets in splits.json) and "
+                 "data.subset_patients to one count or null")
+
+
 def count_key(patients: int) -> str:
     """JSON key of a patient count: 53 -> "n=53" (never mistaken for a fraction key)."""
     return f"n={int(patients)}"
@@ -82,7 +93,10 @@ def count_key(patients: int) -> str:
 def subset_key(fraction: float | None = None, patients: int | None = None) -> str:
     """Key in `splits["subsets"]` of a subset given by exactly one of `fraction` or `patients`."""
     _one_of(fraction, patients)
-    return fraction_key(fraction) if patients is None else count_key(patients)
+    if patients is not None:
+        return count_key(patients)
+    assert fraction is not None  # _one_of: exactly one of them is given
+    return fraction_key(fraction)
 
 
 def subset_label(key: str) -> str:
@@ -194,8 +208,13 @@ def training_subset(splits: Mapping, fraction: float | None = None,
                     patients: int | None = None) -> tuple[str, list[str]]:
     """(key, patients) of the training subset of `fraction` or of `patients` patients (prefix rule)."""
     _one_of(fraction, patients)
+    check_one_count(patients)
     train = list(splits["train"])
-    k = subset_size(fraction, len(train)) if patients is None else count_size(patients, len(train))
+    if patients is not None:
+        k = count_size(patients, len(train))
+    else:
+        assert fraction is not None  # _one_of: exactly one of them is given
+        k = subset_size(fraction, len(train))
     return subset_key(fraction, patients), train[:k]
 
 

@@ -42,7 +42,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,7 @@ def write_novel_set(
     })
 
 
-def manifest_kind(manifest: dict[str, Any]) -> str:
+def manifest_kind(manifest: Mapping[str, Any]) -> str:
     """``redraw`` or ``novel`` (version-1 manifests: redraw)."""
     kind = manifest.get("kind", "redraw")
     if kind not in KINDS:

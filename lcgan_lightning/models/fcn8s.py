@@ -37,6 +37,14 @@ from lcgan_lightning.models.padding import pad_to_multiple
 VGG16_CHANNELS = (64, 128, 256, 512, 512)
 VGG16_CONVS_PER_BLOCK = (2, 2, 3, 3, 3)
 FC_CHANNELS = 4096
+
+
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    """The bias of one of the network's convolutions (all but the upsampling ones have one)."""
+    assert conv.bias is not None
+    return conv.bias
+
+
 # torchvision's vgg16().features indices of the 13 conv layers (ReLU and MaxPool layers between).
 VGG16_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 
@@ -121,10 +129,10 @@ class FCN8s(nn.Module):
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                nn.init.zeros_(_bias(m))
         for m in (self.score_fr, self.score_pool4, self.score_pool3):
             nn.init.zeros_(m.weight)
-            nn.init.zeros_(m.bias)
+            nn.init.zeros_(_bias(m))
         for m in (self.upscore2, self.upscore_pool4, self.upscore8):
             m.weight.data.copy_(bilinear_kernel(self.num_classes, m.kernel_size[0]))
 
@@ -215,19 +223,18 @@ def load_vgg16_imagenet(model: FCN8s, path: str | Path) -> None:
             return w.sum(dim=1, keepdim=True)
         return w
 
-    convs = [i for i, m in enumerate(model.features) if isinstance(m, nn.Conv2d)]
-    for n, idx in enumerate(convs):
-        conv = model.features[idx]
+    convs = [(i, m) for i, m in enumerate(model.features) if isinstance(m, nn.Conv2d)]
+    for n, (idx, conv) in enumerate(convs):
         take(f"features.{idx}.weight", conv.weight, first_conv if n == 0 else None)
-        take(f"features.{idx}.bias", conv.bias)
+        take(f"features.{idx}.bias", _bias(conv))
         if model.batch_norm:
             bn = model.features[idx + 1]
             for name in ("weight", "bias", "running_mean", "running_var"):
                 take(f"features.{idx + 1}.{name}", getattr(bn, name))
     take("classifier.0.weight", model.fc6.weight, lambda w: w.reshape(model.fc6.weight.shape))
-    take("classifier.0.bias", model.fc6.bias)
+    take("classifier.0.bias", _bias(model.fc6))
     take("classifier.3.weight", model.fc7.weight, lambda w: w.reshape(model.fc7.weight.shape))
-    take("classifier.3.bias", model.fc7.bias)
+    take("classifier.3.bias", _bias(model.fc7))
     if problems and model.batch_norm and "features.1.running_mean" not in state:
         problems.insert(0, "no BatchNorm keys: a plain vgg16 file needs batch_norm=false")
     elif problems and not model.batch_norm and "features.1.running_mean" in state:

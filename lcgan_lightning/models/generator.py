@@ -25,7 +25,7 @@ NORMS = ("batch", "instance")
 CONDITIONS = ("onehot", "palette")
 
 # Fixed colour per class for `condition: palette` (RGB in [0, 255]; the generator sees it in [-1, 1]).
-PALETTE_RGB: tuple[tuple[int, int, int], ...] = tuple(tuple(int(v) for v in c) for c in CLASS_COLORS)
+PALETTE_RGB: tuple[tuple[int, int, int], ...] = tuple((int(r), int(g), int(b)) for r, g, b in CLASS_COLORS)
 
 
 def condition_channels(condition: str) -> int:

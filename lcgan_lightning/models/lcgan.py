@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -24,7 +24,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from lcgan_lightning.batch import model_batch, speed_up
 from lcgan_lightning.errors import ConfigError
 from lcgan_lightning.layout import CHECKPOINTS
-from lcgan_lightning.models.callbacks import GANPanels, PaperEpochCheckpoint
+from lcgan_lightning.models.checkpointing import PaperEpochCheckpoint
 from lcgan_lightning.models.discriminator import PatchDiscriminator
 from lcgan_lightning.models.generator import (
     CONDITIONS,
@@ -35,6 +35,12 @@ from lcgan_lightning.models.generator import (
     init_pix2pix_weights,
     sample_images,
 )
+from lcgan_lightning.models.sample_panels import GANPanels
+
+if TYPE_CHECKING:
+    from pytorch_lightning.core.optimizer import LightningOptimizer
+    from pytorch_lightning.utilities import AttributeDict
+    from torch.optim.lr_scheduler import LRScheduler
 
 LR_POLICIES = ("constant", "linear")
 # logged as train/<name>_step (every log_every_n_steps) and train/<name>_epoch (epoch mean)
@@ -94,6 +100,11 @@ class LcGAN(pl.LightningModule):
     # frozen by toggle_optimizer), so DDP must look for unused parameters; lcgan-train switches
     # `strategy: ddp` to `ddp_find_unused_parameters_true` for modules that set this
     DDP_FIND_UNUSED_PARAMETERS = True
+
+    if TYPE_CHECKING:  # save_hyperparameters() stores an AttributeDict (Lightning types it more widely)
+
+        @property
+        def hparams(self) -> AttributeDict: ...
 
     def __init__(
         self,
@@ -198,7 +209,7 @@ class LcGAN(pl.LightningModule):
         self._loss_sum, self._loss_n = sums.get("sum"), int(sums.get("n", 0))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        opt_g, opt_d = self.optimizers()
+        opt_g, opt_d = cast("list[LightningOptimizer]", self.optimizers())  # configure_optimizers: two
         cond = self.condition(batch)
         real = batch["image"].float()
         fake = self.generator(cond)
@@ -238,11 +249,13 @@ class LcGAN(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         if self._loss_n:
+            assert self._loss_sum is not None  # set with _loss_n
             means = self._loss_sum / self._loss_n
             self.log_dict({f"train/{k}_epoch": v for k, v in zip(TRAIN_LOSSES, means, strict=True)},
                           on_step=False, on_epoch=True, sync_dist=True)
         self._loss_sum, self._loss_n = None, 0
-        for sched in self.lr_schedulers() or []:
+        # configure_optimizers: two LambdaLRs, or none
+        for sched in cast("list[LRScheduler] | None", self.lr_schedulers()) or []:
             sched.step()
         self._reseed(self.current_epoch + 1)
 

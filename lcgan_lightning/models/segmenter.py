@@ -4,8 +4,9 @@ Training: pixel-wise cross-entropy (``loss: ce``, the FCN recipe) or MONAI's Dic
 (``loss: dice_ce``: CE + soft Dice over the five lesion classes, background excluded from the
 Dice term, Dice pooled over the batch), Adam or SGD. Validation logs ``val/dsc`` (per-image DSC,
 see :mod:`lcgan_lightning.metrics`), which the built-in ModelCheckpoint monitors. The model's
-callbacks (:mod:`lcgan_lightning.models.callbacks`) draw validation overlays and write
-``<run_dir>/test_metrics.json`` and ``<run_dir>/predictions.npz``; the run dir is the trainer's
+callbacks draw validation overlays (:mod:`lcgan_lightning.models.sample_panels`) and write
+``<run_dir>/test_metrics.json`` and ``<run_dir>/predictions.npz``
+(:mod:`lcgan_lightning.models.prediction_writer`); the run dir is the trainer's
 ``default_root_dir`` (``lcgan-train`` sets it to the Hydra run dir). ``postprocess=region_majority``
 (opt-in, :mod:`lcgan_lightning.models.postprocess`) relabels every predicted lesion region with its
 majority class in all of these.
@@ -14,8 +15,9 @@ majority class in all of these.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytorch_lightning as pl
 import torch
@@ -30,13 +32,15 @@ from lcgan_lightning.errors import CheckpointNotFoundError, CheckpointReadError,
 from lcgan_lightning.layout import CHECKPOINTS
 from lcgan_lightning.metrics import SegmentationMetrics
 from lcgan_lightning.models.basicunet import BasicUNetSeg
-from lcgan_lightning.models.callbacks import (
-    ResumableModelCheckpoint,
-    SegmentationOverlays,
-    TestPredictionsWriter,
-)
+from lcgan_lightning.models.checkpointing import ResumableModelCheckpoint
 from lcgan_lightning.models.fcn8s import FCN8s, load_vgg16_imagenet
 from lcgan_lightning.models.postprocess import check_postprocess, postprocess_labels
+from lcgan_lightning.models.prediction_writer import TestPredictionsWriter
+from lcgan_lightning.models.sample_panels import SegmentationOverlays
+
+if TYPE_CHECKING:
+    from pytorch_lightning.utilities import AttributeDict
+    from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,11 @@ class Segmenter(pl.LightningModule):
     Batches are dicts with "image" [B,1,H,W] in [-1,1] and "mask" [B,H,W] int64 (plus
     "patient", "volume", "slice" for the test files).
     """
+
+    if TYPE_CHECKING:  # save_hyperparameters() stores an AttributeDict (Lightning types it more widely)
+
+        @property
+        def hparams(self) -> AttributeDict: ...
 
     def __init__(
         self,
@@ -198,22 +207,24 @@ class Segmenter(pl.LightningModule):
         was_training = self.training
         self.eval()
         try:
-            return self.net.encode(images.to(self.device, torch.float32))
+            encode = cast(Callable[[torch.Tensor], torch.Tensor], self.net.encode)  # checked above
+            return encode(images.to(self.device, torch.float32))
         finally:
             self.train(was_training)
 
     # ---- training ------------------------------------------------------------------------
-    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
+    def configure_optimizers(self) -> torch.optim.Optimizer | OptimizerLRSchedulerConfig:
         """Adam or SGD; with ``lr_schedule=cosine`` the rate decays from ``lr`` to 0 over the run's
         optimiser steps (``trainer.estimated_stepping_batches``: max_steps, else the epochs' batches),
         stepped per batch, so a step budget ends on a settled model instead of a noisy one."""
         hp = self.hparams
+        opt: torch.optim.Optimizer
         if hp.optimizer == "sgd":
             opt = torch.optim.SGD(
                 self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
             )
         else:
-            fused = {"fused": True} if hp.get("fused_adam") else {}  # one pass per parameter; not bit-identical
+            fused: dict[str, Any] = {"fused": True} if hp.get("fused_adam") else {}  # one pass per parameter; not bit-identical
             opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, **fused)
         if hp.get("lr_schedule", "constant") == "constant":
             return opt

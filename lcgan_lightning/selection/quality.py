@@ -22,11 +22,16 @@ Conventions (also written into scores.json):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from lcgan_lightning.models.segmenter import Segmenter
 
 SHARPNESS_CONVENTION = (
     "sharpness = variance of the 3x3 Laplacian of each whole image mapped to [0,1] (interior pixels); "
@@ -146,7 +151,7 @@ class EncoderFeatures(nn.Module):
     no resizing or uint8 conversion), so images stay in [-1, 1], the judge's training range.
     """
 
-    def __init__(self, judge: nn.Module, num_features: int) -> None:
+    def __init__(self, judge: Segmenter, num_features: int) -> None:
         super().__init__()
         self.judge = judge
         self.num_features = num_features
@@ -156,7 +161,7 @@ class EncoderFeatures(nn.Module):
             return self.judge.encoder_features(images).flatten(1).double().cpu()
 
 
-def judge_fid(judge: nn.Module, real: Tensor, fake: Tensor, batch_size: int = 32) -> float:
+def judge_fid(judge: Segmenter, real: Tensor, fake: Tensor, batch_size: int = 32) -> float:
     """FID between real and generated images [B,1,H,W] in [-1,1], judge encoder as feature network.
 
     Not comparable with Inception FID values from the literature: the features are the judge
@@ -189,6 +194,7 @@ def ssim_psnr(fake: Tensor, real: Tensor) -> tuple[float, float]:
     )
 
     f, r = _as_unit_batch(fake) * 2 - 1, _as_unit_batch(real) * 2 - 1
-    ssim = structural_similarity_index_measure(f, r, data_range=2.0)
+    # one tensor (the tuple only with return_full_image / return_contrast_sensitivity)
+    ssim = cast(Tensor, structural_similarity_index_measure(f, r, data_range=2.0))
     psnr = peak_signal_noise_ratio(f, r, data_range=2.0, reduction="none", dim=(1, 2, 3)).mean()
     return float(ssim), float(psnr)

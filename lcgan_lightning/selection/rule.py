@@ -181,7 +181,7 @@ def _fcn_first(
     n = len(candidates)
     fcn = np.array([_value(c, "fcn_score") for c in candidates])
     if np.isnan(fcn).any():
-        missing = [_label(candidates[i], i) for i in np.flatnonzero(np.isnan(fcn))]
+        missing = [_label(candidates[i], i) for i in np.flatnonzero(np.isnan(fcn)).tolist()]
         raise ValueError(f"fcn_first: fcn_score missing for {missing}")
     ratio = np.array([_value(c, "sharpness_ratio") for c in candidates])
     have_ratio = bool(np.all(np.isfinite(ratio) & (ratio >= 0)))

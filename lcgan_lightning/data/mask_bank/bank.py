@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class MaskBankConfig:
 
     def __post_init__(self) -> None:
         self.sources = dict(self.sources)  # plain types when built from a Hydra/OmegaConf node
-        self.scale = tuple(self.scale)
+        self.scale = cast(tuple[float, float], tuple(self.scale))  # checked below
         unknown = set(self.sources) - set(SOURCES)
         if unknown or not self.sources:
             raise ValueError(f"MaskBankConfig.sources: unknown {sorted(unknown)}; use {SOURCES}")
@@ -136,6 +137,7 @@ class MaskBank:
     def _candidate(self, focus: int, rng: np.random.Generator
                    ) -> tuple[np.ndarray | None, dict, str | None]:
         cfg = self.config
+        mask: np.ndarray | None
         source = self.source_names[int(rng.choice(len(self.source_names), p=self.source_p))]
         if source == "geometric":
             rows = self.stats.rows_with[focus]
@@ -170,8 +172,11 @@ class MaskBank:
             attempt += 1
             focus = self._focus(counts, rng)
             mask, info, reason = self._candidate(focus, rng)
-            reasons = [reason] if reason else check_mask(mask, self.stats, cfg.min_fragment_area,
-                                                         cfg.region_tolerance_px)
+            if reason:
+                rejected.update([reason])
+                continue
+            assert mask is not None  # a candidate without a rejection reason has its mask
+            reasons = check_mask(mask, self.stats, cfg.min_fragment_area, cfg.region_tolerance_px)
             if reasons:
                 rejected.update(reasons)
                 continue

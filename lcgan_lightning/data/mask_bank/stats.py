@@ -54,7 +54,7 @@ class IntracranialRegion:
     center: tuple[float, float]
     radius: np.ndarray
 
-    def polar(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def polar(self, rows: np.ndarray | float, cols: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
         """(angle, distance) of pixel positions about the region centre."""
         dy, dx = np.asarray(rows) - self.center[0], np.asarray(cols) - self.center[1]
         return np.arctan2(dy, dx), np.hypot(dy, dx)
@@ -170,7 +170,7 @@ def describe_masks(masks: np.ndarray, min_fragment_area: int, ventricle_margin_p
         counts[i] = np.bincount(crop.ravel(), minlength=NUM_CLASSES)
         lab, k = ndimage.label(crop > 0, structure=CONNECTIVITY)
         clean[i] = np.bincount(lab.ravel(), minlength=k + 1)[1:].min() >= min_fragment_area
-        for c in np.flatnonzero(counts[i, 1:]) + 1:
+        for c in (np.flatnonzero(counts[i, 1:]) + 1).tolist():
             lab, k = ndimage.label(crop == c, structure=CONNECTIVITY)
             for j, sl in enumerate(ndimage.find_objects(lab), start=1):
                 piece = lab[sl] == j

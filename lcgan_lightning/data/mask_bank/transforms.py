@@ -131,7 +131,7 @@ def transplant(component: Component, target: np.ndarray, target_row: int, stats:
     rows, cols = component.pixels()
     rows, cols = rows.astype(np.float64), cols.astype(np.float64)
     cy, cx = component.centroid
-    if mirror:
+    if mirror_col is not None:  # i.e. mirror
         cx = 2 * mirror_col - cx
     phi_src = math.atan2(cy - region.center[0], cx - region.center[1])
     if cls == IVH:

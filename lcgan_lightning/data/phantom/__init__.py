@@ -21,7 +21,12 @@ drawing), ``render`` (one slice), ``writer`` (volume record, ids, affine, NIfTI 
 from lcgan_lightning.data.phantom.generate import generate_phantom
 from lcgan_lightning.data.phantom.geometry import FOV_MM, SLICE_MM
 from lcgan_lightning.data.phantom.lesions import EDH, IPH, IVH, SAH, SDH
-from lcgan_lightning.data.phantom.patient import RENDER_MIN, patient_classes, simulate_patient
+from lcgan_lightning.data.phantom.patient import (
+    RENDER_MIN,
+    lesion_masks,
+    patient_classes,
+    simulate_patient,
+)
 from lcgan_lightning.data.phantom.writer import (
     BHSD_LABELS,
     SECOND_STUDY_PROB,
@@ -45,6 +50,7 @@ __all__ = [
     "PhantomVolume",
     "dataset_json",
     "generate_phantom",
+    "lesion_masks",
     "patient_classes",
     "phantom_affine",
     "simulate_patient",

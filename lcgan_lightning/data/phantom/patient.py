@@ -105,3 +105,12 @@ def simulate_patient(
         lab_xyz = np.ascontiguousarray(np.rot90(lab_vol, -1, axes=(1, 2)).transpose(1, 2, 0))
         out.append(PhantomVolume(patient, study, hu_xyz, lab_xyz, affine, classes))
     return out
+
+
+def lesion_masks(seed: int, num_patients: int, image_size: int, num_slices: int) -> np.ndarray:
+    """Lesion slices' masks (display orientation) of noise-free phantom patients, uint8 [N,H,W]."""
+    out = []
+    for i in range(num_patients):
+        for vol in simulate_patient(seed, i, image_size, num_slices, noise=False):
+            out += [vol.axial(k)[1] for k in range(vol.label.shape[2]) if vol.label[:, :, k].any()]
+    return np.ascontiguousarray(np.stack(out), dtype=np.uint8)

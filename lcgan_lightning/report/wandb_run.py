@@ -14,7 +14,9 @@ from typing import Any
 
 from lcgan_lightning.constants import LESION_CLASSES
 from lcgan_lightning.layout import RunLayout
-from lcgan_lightning.report import METRIC_KEYS, VARIANT_LABELS, subset_title
+from lcgan_lightning.report.results import METRIC_KEYS
+from lcgan_lightning.run_plan import subset_title
+from lcgan_lightning.variants import variants_in
 
 Table = tuple[list[str], list[list[Any]]]
 
@@ -28,16 +30,16 @@ def _ci(vs: dict[str, Any] | None) -> list[Any]:
 def _variants(results: dict[str, Any]):
     """(subset key, subset block, variant key, its metrics) for every variant the run has."""
     for fkey, block in results["fractions"].items():
-        for key in VARIANT_LABELS:
-            if block.get(key):
-                yield fkey, block, key, block[key]
+        for v in variants_in(block):
+            if block.get(v.key):
+                yield fkey, block, v.key, block[v.key]
 
 
 def metric_table(results: dict[str, Any], std: dict[str, Any], metric: str) -> Table:
     """Tables 1–2 as rows: one per subset and variant (+ the entire-dataset row), with the paired
     difference from original, its bootstrap CI and the verdict."""
     cols = ["subset", "patients", "variant", metric, "std", "diff_vs_original", "ci_low", "ci_high", "verdict"]
-    rows = [[subset_title(fkey, block), block.get("patients"), key, ours[metric],
+    rows = [[subset_title(fkey, block.get("patients")), block.get("patients"), key, ours[metric],
              std.get(fkey, {}).get(key, {}).get(metric), *_ci(ours.get("vs_original", {}).get(metric))]
             for fkey, block, key, ours in _variants(results)]
     rows.append(["entire dataset", None, "full", results["full"][metric], None, None, None, None, None])
@@ -50,7 +52,7 @@ def per_class_table(results: dict[str, Any]) -> Table:
     rows = []
     for fkey, block, key, ours in _variants(results):
         vs = ours.get("vs_original", {}).get("per_class_dsc_present", {})
-        rows.append([subset_title(fkey, block), key, *(ours["per_class_dsc_present"][c] for c in LESION_CLASSES),
+        rows.append([subset_title(fkey, block.get("patients")), key, *(ours["per_class_dsc_present"][c] for c in LESION_CLASSES),
                      *((vs.get(c) or {}).get("verdict") for c in LESION_CLASSES)])
     full = results["full"]["per_class_dsc_present"]
     rows.append(["entire dataset", "full", *(full[c] for c in LESION_CLASSES), *([None] * len(LESION_CLASSES))])
@@ -64,7 +66,7 @@ def selection_table(results: dict[str, Any]) -> Table:
     for fkey, block in results["fractions"].items():
         per_repeat = block.get("selected_per_repeat") or {"first": block["selected"]}
         for repeat, sel in per_repeat.items():
-            rows.append([subset_title(fkey, block), repeat, *(sel.get(k) for k in cols[2:])])
+            rows.append([subset_title(fkey, block.get("patients")), repeat, *(sel.get(k) for k in cols[2:])])
     return cols, rows
 
 
@@ -109,11 +111,12 @@ def log_report_run(run_dir: Path, group: str | None = None, project: str = "lcga
     run = wandb.init(
         project=project, group=group or os.environ.get("WANDB_RUN_GROUP") or f"pipeline-{Path(run_dir).name}",
         name="report", job_type="report", tags=[f"scale={scale}", "task=report"], dir=str(run_dir),
-        mode=os.environ.get("WANDB_MODE", "offline"), reinit="finish_previous",
+        mode=os.environ.get("WANDB_MODE", "offline"),  # type: ignore[arg-type]  # validated by wandb.init
+        reinit="finish_previous",
         config={k: results.get(k) for k in ("scale", "image_size", "repeats", "budget", "seed")},
     )
     try:
-        payload: dict[str, Any] = {key: wandb.Table(columns=cols, data=rows)
+        payload: dict[str, Any] = {key: wandb.Table(columns=list[str | int](cols), data=rows)
                                    for key, (cols, rows) in report_tables(results, std).items()}
         payload.update({f"figure/{p.stem}": wandb.Image(str(p)) for p in sorted(layout.figures_dir.glob("*.png"))})
         run.log(payload)

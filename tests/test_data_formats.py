@@ -1,4 +1,4 @@
-"""Layout readers: class remapping (bhsd, ctich, folder), patient grouping, nnU-Net names."""
+"""Dataset format readers: class remapping (bhsd, ctich, folder), patient grouping, nnU-Net names."""
 
 import json
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from data_helpers import BOX_VOXELS, write_bhsd, write_ctich, write_folder
 
-from lcgan_lightning.data.layouts import patient_of
-from lcgan_lightning.data.slices import load_slices
+from lcgan_lightning.data.formats import patient_of
+from lcgan_lightning.data.loading import load_slices
 from lcgan_lightning.data.validation import DatasetError
 
 
@@ -84,7 +84,7 @@ def test_ctich_lesion_without_flag_is_skipped(tmp_path):
     assert "no subtype flag" in s.skipped[0]["reason"]
 
 
-def test_folder_layout_label_map(tmp_path):
+def test_folder_format_label_map(tmp_path):
     root = write_folder(tmp_path, {"scan_a": [(7, 1), (9, 2)], "scan_b": [(7, 4)]})
     s = load_slices(root, "folder", image_size=32, label_map={7: "SDH", 9: "ivh"})
     assert _classes_by_slice(s) == {("scan_a", 1): [5], ("scan_a", 2): [2], ("scan_b", 4): [5]}

@@ -1,4 +1,4 @@
-"""What a person sees of an `lcgan-pipeline` run: stages, jobs, failures and the end summary.
+"""What a person sees of an `lcgan-pipeline` run while it runs: stages, jobs and failures.
 
 Every configured stage is listed with its state (waiting / running / skipped / done / failed);
 inside a stage with several jobs the job counter (`seg 5/12: frac=0.1 aug=gan`), the elapsed time
@@ -13,81 +13,22 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from lcgan_lightning.console.jobs import Job, StageView, clock, mtime
+from lcgan_lightning.console.summary import run_summary
 from lcgan_lightning.quiet import tail
-from lcgan_lightning.report import VARIANT_LABELS, subset_title
 
 TAIL_LINES = 20
-STATES = ("waiting", "running", "skipped", "done", "failed")
 STYLE = {"waiting": "dim", "running": "bold cyan", "skipped": "dim", "done": "green", "failed": "bold red"}
 ICON = {"waiting": "·", "skipped": "–", "done": "✓", "failed": "✗"}
-
-
-@dataclass(frozen=True)
-class Job:
-    """One unit of a stage: finished when `dir/done` is written, failed when `dir/failed` is."""
-
-    label: str  # e.g. "frac=0.1 aug=gan" ("" for a stage's only job)
-    dir: Path  # its run dir; its output log is `dir/log` (`log` may be an absolute path)
-    done: str = "train_result.json"
-    failed: str | None = "failed.json"
-    log: str = "stdout.log"
-    skip: bool | None = None  # done before the stage starts (None: `done` exists)
-
-
-def _mtime(path: Path) -> float | None:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return None
-
-
-def clock(seconds: float) -> str:
-    """1:05 or 1:02:05."""
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
-@dataclass
-class StageView:
-    name: str
-    state: str = "waiting"
-    jobs: list[Job] = field(default_factory=list)
-    status: dict[Job, str] = field(default_factory=dict)  # waiting | running | skipped | done | failed
-    seen: dict[Job, tuple[float | None, float | None]] = field(default_factory=dict)  # mtimes at start
-    started_at: dict[Job, float] = field(default_factory=dict)
-    took: list[float] = field(default_factory=list)  # seconds of each job finished in this invocation
-    t_start: float = 0.0
-    t_end: float | None = None
-    note: str = ""
-
-    def count(self, *states: str) -> int:
-        return sum(1 for s in self.status.values() if s in states)
-
-    @property
-    def elapsed(self) -> float:
-        return (self.t_end or time.monotonic()) - self.t_start
-
-    def eta(self) -> float | None:
-        """Remaining time: the mean time of the jobs finished in this invocation × the jobs left
-        (divided among the jobs running at once)."""
-        left = self.count("waiting", "running")
-        if not self.took or not left:
-            return None
-        return sum(self.took) / len(self.took) * left / max(1, len(self.running()))
-
-    def running(self) -> list[Job]:
-        return [j for j in self.jobs if self.status[j] == "running"]
 
 
 class PipelineConsole:
@@ -146,7 +87,7 @@ class PipelineConsole:
         view.state, view.t_start, view.jobs = "running", time.monotonic(), list(jobs)
         for job in view.jobs:
             done, failed = job.dir / job.done, job.dir / job.failed if job.failed else None
-            view.seen[job] = (_mtime(done), _mtime(failed) if failed else None)
+            view.seen[job] = (mtime(done), mtime(failed) if failed else None)
             skipped = done.exists() if job.skip is None else job.skip
             view.status[job] = "skipped" if skipped else "waiting"
         n, old = len(view.jobs), view.count("skipped")
@@ -166,9 +107,9 @@ class PipelineConsole:
                 if view.status[job] in ("skipped", "done", "failed"):
                     continue
                 done0, failed0 = view.seen[job]
-                if _mtime(job.dir / job.done) not in (None, done0):
+                if mtime(job.dir / job.done) not in (None, done0):
                     self._job_end(view, job, "done")
-                elif job.failed and _mtime(job.dir / job.failed) not in (None, failed0):
+                elif job.failed and mtime(job.dir / job.failed) not in (None, failed0):
                     self._job_end(view, job, "failed")
                 elif view.status[job] == "waiting" and self._has_started(view, job):
                     view.status[job] = "running"
@@ -178,7 +119,7 @@ class PipelineConsole:
         # Hydra makes the run dir and `.hydra/` as a job starts; its log is appended to at start
         # (1 s of slack: file systems stamp times coarsely)
         since = (time.time() - (time.monotonic() - view.t_start) - 1.0) * 1e9
-        return any((m or 0) >= since for m in (_mtime(job.dir), _mtime(job.dir / ".hydra"), _mtime(job.dir / job.log)))
+        return any((m or 0) >= since for m in (mtime(job.dir), mtime(job.dir / ".hydra"), mtime(job.dir / job.log)))
 
     def _job_end(self, view: StageView, job: Job, state: str) -> None:
         view.status[job] = state
@@ -268,63 +209,5 @@ class PipelineConsole:
     # ------------------------------------------------------------------ end summary
     def summary(self, results: dict[str, Any] | None, state: dict[str, Any], report: Path) -> None:
         """Table 1 rows with CIs and verdicts, the selected generator per subset, wall time per stage."""
-        parts: list[Any] = []
-        if results:
-            parts += ["", _table1(results), "", _selected(results)]
-        parts += ["", _walls(state)]
-        self.console.print(Group(*parts))
+        self.console.print(run_summary(results, state))
         self.console.print(f"Report: {report}")
-
-
-def _table1(results: dict[str, Any]) -> Table:
-    repeats = int(results.get("repeats", 1))
-    level = results.get("statistics", {}).get("level", 0.95)
-    table = Table(title=f"Table 1 — test DSC, mean over {repeats} repeat(s); Δ vs original, "
-                        f"{level:.0%} bootstrap CI over test patients",
-                  box=box.SIMPLE_HEAD, show_edge=False, title_justify="left", pad_edge=False)
-    for col, justify in (("subset", "left"), ("training data", "left"), ("DSC", "right"),
-                         ("Δ DSC [CI]", "right"), ("verdict", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for fkey, block in results["fractions"].items():
-        title = subset_title(fkey, block)
-        for key, label in VARIANT_LABELS.items():
-            if key not in block:
-                continue
-            vs = block[key].get("vs_original", {}).get("dsc") or {}
-            ci = vs.get("ci") or [None, None]
-            change = (f"{vs['diff']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]"
-                      if vs.get("diff") is not None and None not in ci else "")
-            dsc = block[key].get("dsc")
-            verdict = vs.get("verdict", "")
-            style = {"better": "green", "worse": "red"}.get(verdict, "")
-            table.add_row(title, label, "—" if dsc is None else f"{dsc:.3f}", change, Text(verdict, style=style))
-            title = ""
-    full = results.get("full", {}).get("dsc")
-    if full is not None:
-        table.add_row("100 %", "entire dataset (judge)", f"{full:.3f}", "", "")
-    return table
-
-
-def _selected(results: dict[str, Any]) -> Table:
-    table = Table(title="Selected generator per subset (first repeat)", box=box.SIMPLE_HEAD, show_edge=False,
-                  title_justify="left", pad_edge=False)
-    for col in ("subset", "epochs", "FCN score", "SSIM", "fooled"):
-        table.add_column(col, justify="left" if col == "subset" else "right")
-    for fkey, block in results["fractions"].items():
-        sel = block.get("selected") or {}
-        cells = [f"{sel[k]:.3f}" if isinstance(sel.get(k), float) else "—" for k in ("fcn_score", "ssim", "fooled")]
-        table.add_row(subset_title(fkey, block), str(sel.get("epochs", "—")), *cells)
-    return table
-
-
-def _walls(state: dict[str, Any]) -> Table:
-    stages = state.get("stages", {})
-    last = state.get("last_invocation", {})
-    table = Table(title="Wall time per stage (s; the run that did the work)", box=box.SIMPLE_HEAD, show_edge=False,
-                  title_justify="left", pad_edge=False)
-    for name in stages:
-        table.add_column(name + (" (skipped)" if last.get(name) == "skipped" else ""), justify="right")
-    table.add_column("total", justify="right")
-    walls = [float(v.get("wall_s", 0.0)) for v in stages.values()]
-    table.add_row(*[f"{w:.0f}" for w in walls], clock(sum(walls)))
-    return table

@@ -1,13 +1,13 @@
-"""Find the (image, label) volumes of a dataset in each supported layout and say how to read their labels.
+"""Find the (image, label) volumes of a dataset in each supported format and say how to read their labels.
 
-Layouts:
+Dataset formats (config key ``data.layout``):
 - ``bhsd`` (also nnU-Net): ``imagesTr/*.nii[.gz]`` + ``labelsTr/`` (same case names) + ``dataset.json``.
   nnU-Net channel suffixes (``case_0000.nii.gz``) are stripped; extra channels (``_0001`` ...) are listed
   as skipped. Label values come from ``data.label_map`` if set, else from dataset.json's ``labels`` when
   their names are our classes, else BHSD's 1 EDH, 2 IPH, 3 IVH, 4 SAH, 5 SDH.
 - ``ctich`` (PhysioNet CT-ICH): ``ct_scans/NNN.nii`` + ``masks/NNN.nii`` (0 / non-zero) +
   ``hemorrhage_diagnosis_raw_ct.csv``; each lesion slice takes its class from the CSV row of that slice
-  (SliceNumber is 1-based along the 3rd axis).
+  (SliceNumber is 1-based along the 3rd axis; `ctich_slice_classes`).
 - ``folder``: ``images/`` + ``labels/`` (same file names) with ``data.label_map`` {stored value: class name}.
 
 Patients: a case named ``ID_<patient>_ID_<study>`` belongs to patient ``ID_<patient>`` (studies of one
@@ -24,10 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from lcgan_lightning.constants import BHSD_TO_OURS, CLASS_NAMES, CTICH_SUBTYPE_TO_OURS
 from lcgan_lightning.data.validation import DataConfigError, DatasetError, defect, pair_defects
 
-LAYOUTS = ("bhsd", "ctich", "folder")
+FORMATS = ("bhsd", "ctich", "folder")
 CTICH_CSV = "hemorrhage_diagnosis_raw_ct.csv"
 CTICH_COLUMNS = ("PatientNumber", "SliceNumber", *CTICH_SUBTYPE_TO_OURS)
 _ID_PATTERN = re.compile(r"ID_(?P<patient>[^_]+)_ID_(?P<study>.+)")
@@ -53,8 +55,8 @@ class VolumeSource:
 
 @dataclass
 class Discovery:
-    """What a layout found: volumes, other files the cache key depends on, skipped files, and
-    defective cases ({"file", "defect"}: orphan images/labels, names the layout cannot use)."""
+    """What a format's discovery found: volumes, other files the cache key depends on, skipped files,
+    and defective cases ({"file", "defect"}: orphan images/labels, names the format cannot use)."""
 
     sources: list[VolumeSource]
     extra_files: list[Path] = field(default_factory=list)
@@ -140,7 +142,7 @@ def _pair_folders(root: Path, images_dir: str, labels_dir: str, skipped: list[di
 
 
 def bhsd_value_map(root: Path, label_map: Mapping | None) -> dict[int, int]:
-    """Stored-value map for the bhsd layout (config > dataset.json names > BHSD default)."""
+    """Stored-value map for the bhsd format (config > dataset.json names > BHSD default)."""
     if label_map:
         return parse_label_map(label_map, "data.label_map")
     meta_path = root / "dataset.json"
@@ -235,15 +237,45 @@ def discover_ctich(root: Path) -> Discovery:
     return Discovery(sources, [csv_path], skipped, defects)
 
 
-def discover(layout: str, root: str | Path, label_map: Mapping | None = None) -> Discovery:
-    """Volumes of a dataset in `layout` under `root` (raises DatasetError for a broken layout)."""
+def ctich_slice_classes(src: VolumeSource, mapped: np.ndarray, multi_label_slices: str
+                        ) -> tuple[np.ndarray, np.ndarray, list[dict], list[dict]]:
+    """Give each CT-ICH lesion slice its class from the CSV; returns masks, keep flags, skipped, notes."""
+    keep = np.ones(len(mapped), dtype=bool)
+    skipped: list[dict] = []
+    notes: list[dict] = []
+    flags = src.slice_flags or {}
+    for k in np.flatnonzero(mapped.any(axis=(1, 2))):
+        classes = flags.get(int(k))
+        names = [CLASS_NAMES[c] for c in classes or []]
+        where = f"slice {k} (SliceNumber {k + 1})"
+        if classes is None:
+            reason = f"{where}: lesion pixels but no row in the CT-ICH CSV"
+        elif not classes:
+            reason = f"{where}: lesion pixels but no subtype flag in the CT-ICH CSV"
+        elif len(classes) == 1:
+            mapped[k][mapped[k] > 0] = classes[0]
+            continue
+        elif multi_label_slices == "binary":
+            mapped[k][mapped[k] > 0] = classes[0]
+            notes.append({"file": str(src.label), "reason": f"{where}: several subtype flags {names}; "
+                          f"kept for binary use, lesion labelled {CLASS_NAMES[classes[0]]}"})
+            continue
+        else:
+            reason = f"{where}: several subtype flags {names} (multi_label_slices=skip)"
+        keep[k] = False
+        skipped.append({"file": str(src.label), "reason": reason})
+    return mapped, keep, skipped, notes
+
+
+def discover(dataset_format: str, root: str | Path, label_map: Mapping | None = None) -> Discovery:
+    """Volumes of a dataset in `dataset_format` under `root` (raises DatasetError for a broken one)."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset root not found", hint="set data.root to the dataset folder")
-    if layout == "bhsd":
+    if dataset_format == "bhsd":
         return discover_bhsd(root, label_map)
-    if layout == "ctich":
+    if dataset_format == "ctich":
         return discover_ctich(root)
-    if layout == "folder":
+    if dataset_format == "folder":
         return discover_folder(root, label_map)
-    raise DataConfigError(f"data.layout: unknown layout {layout!r}; known: {list(LAYOUTS)}")
+    raise DataConfigError(f"data.layout: unknown layout {dataset_format!r}; known: {list(FORMATS)}")
