@@ -22,7 +22,7 @@ class UserError(Exception):
 class ConfigError(UserError, ValueError):
     """A config value the code refuses; the message starts with the key (e.g. `model.norm: …`)."""
 
-    hint = "see the README for valid values; `--cfg job` prints the composed config"
+    hint = "the docs/ pages list valid values; `--cfg job` prints the composed config"
 
 
 class CheckpointNotFoundError(UserError, FileNotFoundError):

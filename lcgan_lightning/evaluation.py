@@ -144,7 +144,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                         name, dm.root, split)
     result = {
         "ckpt_path": str(ckpt_path.resolve()),
-        "data": {"from": data_from, "layout": dm.dataset_format, "root": str(dm.root), "window": dm.window,
+        "data": {"from": data_from, "dataset_format": dm.dataset_format, "root": str(dm.root), "window": dm.window,
                  "image_size": dm.image_size, "trained_image_size": trained_size},
         "split": split,
         "postprocess": model.hparams.get("postprocess", "none"),

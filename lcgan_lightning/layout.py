@@ -1,7 +1,7 @@
 """Where everything of one pipeline run lives: the single definition of the run-folder layout.
 
     <run>/pipeline.yaml, pipeline_state.json    the resolved pipeline config, stage states
-    <run>/plan.json                             seeds, subsets, variants, GAN candidates (`run_plan.Plan`)
+    <run>/run_plan.json                         seeds, subsets, variants, GAN candidates (`run_plan.RunPlan`)
     <run>/conf/data/pipeline.yaml               the frozen data config every stage reads (data=pipeline)
     <run>/data/inspect.json, <run>/splits.json  data summary and the patient split
     <run>/splits/seed=S.json                    the split of repeat S (split_per_repeat=true only)
@@ -125,9 +125,9 @@ class RunLayout:
         return f"{self.root / 'splits'}/seed=${{seed}}.json"
 
     @property
-    def plan(self) -> Path:
-        """What the run trains (`lcgan_lightning.run_plan.Plan`)."""
-        return self.root / "plan.json"
+    def run_plan(self) -> Path:
+        """What the run trains (`lcgan_lightning.run_plan.RunPlan`)."""
+        return self.root / "run_plan.json"
 
     # ---- judge
     @property

@@ -1,4 +1,4 @@
-"""What one pipeline run trains, as `plan.json`: seeds, training subsets, variants, GAN candidates.
+"""What one pipeline run trains, as `run_plan.json`: seeds, training subsets, variants, GAN candidates.
 
 The pipeline computes the plan once, after the data stage (`lcgan_lightning.pipeline.planning`),
 writes it under the run dir and every stage reads it; so do the report and the console. The seed
@@ -18,7 +18,7 @@ from lcgan_lightning.atomic_io import write_json_atomic
 from lcgan_lightning.layout import RunLayout, fraction_key
 from lcgan_lightning.variants import Variant, variant
 
-PLAN_VERSION = 1
+RUN_PLAN_VERSION = 1
 
 
 def repeat_seeds(seed: int, repeats: int) -> list[int]:
@@ -50,7 +50,7 @@ class Subset:
 
 
 @dataclass(frozen=True)
-class Plan:
+class RunPlan:
     """Everything a run trains; see the module docstring for the seed rule."""
 
     seed: int  # the split seed (and the judge's seed)
@@ -126,17 +126,17 @@ class Plan:
             parts.append(f"seed={seed}")
         return " ".join(parts)
 
-    # ---- plan.json
+    # ---- run_plan.json
     def save(self, path: Path) -> None:
-        """Write `plan.json` atomically (temp file + rename)."""
-        write_json_atomic(path, {"version": PLAN_VERSION, **asdict(self), "seeds": self.seeds,
+        """Write `run_plan.json` atomically (temp file + rename)."""
+        write_json_atomic(path, {"version": RUN_PLAN_VERSION, **asdict(self), "seeds": self.seeds,
                                  "calibration_seeds": self.calibration_seeds})
 
     @classmethod
-    def load(cls, path: Path) -> Plan:
-        """The plan a pipeline run wrote (`RunLayout.plan`)."""
+    def load(cls, path: Path) -> RunPlan:
+        """The plan a pipeline run wrote (`RunLayout.run_plan`)."""
         if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: no plan.json (written by lcgan-pipeline after its data stage; run the "
+            raise FileNotFoundError(f"{path}: no run_plan.json (written by lcgan-pipeline after its data stage; run the "
                                     "same lcgan-pipeline command again: finished stages are skipped)")
         data = json.loads(Path(path).read_text())
         subsets = tuple(Subset(float(s["fraction"]), int(s["patients"]), int(s["slices"]),

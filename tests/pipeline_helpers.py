@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from lcgan_lightning.run_plan import Plan, Subset
+from lcgan_lightning.run_plan import RunPlan, Subset
 
 
 @dataclass
@@ -27,9 +27,9 @@ class RecordingLauncher:
 
 
 def plan(fractions=(0.1,), seed=0, repeats=1, variants=("none", "gan"), gan_epochs=(1,), patients=4, slices=20,
-         **more) -> Plan:
+         **more) -> RunPlan:
     """A plan without reading data: every subset holds `patients` patients and `slices` slices."""
-    return Plan(seed=seed, repeats=repeats, split_per_repeat=more.pop("split_per_repeat", False),
+    return RunPlan(seed=seed, repeats=repeats, split_per_repeat=more.pop("split_per_repeat", False),
                 by_count=more.pop("by_count", False),
                 subsets=tuple(Subset(f, patients, slices, tuple(gan_epochs)) for f in fractions),
                 variants=tuple(variants), gan_lr_policy=more.pop("gan_lr_policy", "constant"),

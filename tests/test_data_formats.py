@@ -113,3 +113,15 @@ def test_lesion_vanishing_on_resize_is_listed(tmp_path):
                           "reason": "slice 3: lesion of 1 px vanished when resizing to 8 px"}]
     kept = load_slices(tmp_path, "bhsd", image_size=8, lesion_only=False)
     assert len(kept) == 6 and kept.skipped == [] and "vanished" in kept.notes[0]["reason"]
+
+
+def test_dataset_format_key_and_its_old_name(tmp_path, caplog):
+    """`data.dataset_format` picks the format; the old key `data.layout` still works, with a warning."""
+    from lcgan_lightning.data.datamodule import CTSliceDataModule
+    from lcgan_lightning.data.validation import DataConfigError
+
+    assert CTSliceDataModule(root=tmp_path, dataset_format="ctich").dataset_format == "ctich"
+    assert CTSliceDataModule(root=tmp_path, layout="folder").dataset_format == "folder"
+    assert "data.layout is now data.dataset_format" in caplog.text
+    with pytest.raises(DataConfigError, match=r"data.dataset_format: unknown format 'nifti'"):
+        load_slices(tmp_path, "nifti", image_size=32)

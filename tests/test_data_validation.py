@@ -27,7 +27,7 @@ def root(tmp_path):
 
 def _raises(root, pattern, **kw):
     with pytest.raises(DatasetError) as info:
-        load_slices(root, kw.pop("layout", "bhsd"), image_size=32, **kw)
+        load_slices(root, kw.pop("dataset_format", "bhsd"), image_size=32, **kw)
     msg = str(info.value)
     assert re.search(pattern, msg, flags=re.S), msg
     return msg
@@ -113,7 +113,7 @@ def test_ctich_csv_missing_column(tmp_path):
     root = write_ctich(tmp_path / "c", {1: [(("Subdural",), 1)]})
     csv_path = root / "hemorrhage_diagnosis_raw_ct.csv"
     csv_path.write_text(csv_path.read_text().replace("Subdural", "SubduralX"))
-    msg = _raises(root, r"missing column\(s\) \['Subdural'\]", layout="ctich")
+    msg = _raises(root, r"missing column\(s\) \['Subdural'\]", dataset_format="ctich")
     assert msg.startswith(str(csv_path))
 
 

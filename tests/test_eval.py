@@ -67,7 +67,7 @@ def test_other_dataset_all_patients_reports_absent_classes(trained, tmp_path):
     cfg = _compose("eval", [f"ckpt_path='{summary['best_ckpt']}'", "logger=none", "trainer=cpu", "data=ctich",
                             f"data.root={ctich}", "data.cache_dir=null", "split=all"], root, "eval_ctich")
     result = evaluate(cfg)
-    assert result["data"]["from"] == "command line" and result["data"]["layout"] == "ctich"
+    assert result["data"]["from"] == "command line" and result["data"]["dataset_format"] == "ctich"
     assert result["data"]["image_size"] == 32 and result["patients"] == 4 and result["slices"] == 8
     classes = result["classes"]
     assert classes["EDH"]["truth_slices"] == 4 and classes["IPH"]["truth_slices"] == 4
@@ -130,7 +130,7 @@ def test_postprocess_override_evaluates_the_same_weights_the_other_way(trained):
 # line): where and how to read slices, and the split. Every other key describes the training set
 # and must be reset by evaluation.TRAINING_ONLY_DATA_KEYS.
 EVALUATION_DATA_KEYS = {
-    "_target_", "layout", "root", "image_size", "batch_size", "eval_batch_size", "val_samples",
+    "_target_", "dataset_format", "root", "image_size", "batch_size", "eval_batch_size", "val_samples",
     "num_workers", "pin_memory", "window", "lesion_only", "val_ratio", "test_ratio", "subsets",
     "subset_counts", "seed", "sample_seed", "cache_dir", "splits_path", "label_map",
     "multi_label_slices", "on_defect", "hu_offset", "phantom",

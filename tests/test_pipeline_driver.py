@@ -25,7 +25,7 @@ from lcgan_lightning.pipeline import (
 )
 from lcgan_lightning.pipeline.planning import gan_epochs, subset_fractions
 from lcgan_lightning.pipeline.state import Failures
-from lcgan_lightning.run_plan import Plan
+from lcgan_lightning.run_plan import RunPlan
 
 
 def _cfg(*overrides: str):
@@ -157,9 +157,9 @@ def test_plan_seeds_round_trip_through_plan_json(tmp_path: Path) -> None:
     p = plan(fractions=(0.1, 0.25), seed=42, repeats=3, calibrate=True, variants=("none", "gan-k2"))
     assert p.seeds == [42, 43, 44] and p.calibration_seeds == [45, 46, 47] and p.judge_seeds == [None]
     assert (p.per_mask_needed(novel=False), p.per_mask_needed(novel=True)) == (2, 0)
-    p.save(tmp_path / "plan.json")
-    saved = json.loads((tmp_path / "plan.json").read_text())
+    p.save(tmp_path / "run_plan.json")
+    saved = json.loads((tmp_path / "run_plan.json").read_text())
     assert saved["seeds"] == [42, 43, 44] and saved["calibration_seeds"] == [45, 46, 47]
-    assert Plan.load(tmp_path / "plan.json") == p
-    with pytest.raises(FileNotFoundError, match="no plan.json"):
-        Plan.load(tmp_path / "nothing.json")
+    assert RunPlan.load(tmp_path / "run_plan.json") == p
+    with pytest.raises(FileNotFoundError, match="no run_plan.json"):
+        RunPlan.load(tmp_path / "nothing.json")

@@ -16,7 +16,7 @@ from lcgan_lightning.constants import LESION_CLASSES
 from lcgan_lightning.data.splits import fraction_key
 from lcgan_lightning.layout import RunLayout
 from lcgan_lightning.pipeline import quoted
-from lcgan_lightning.run_plan import Plan
+from lcgan_lightning.run_plan import RunPlan
 
 TINY = [
     "scale=smoke",
@@ -102,7 +102,7 @@ def test_tiny_pipeline_end_to_end_and_resume(tiny_run) -> None:
 
     # every stage's fixed output: 2 subsets (2 and 4 of the 8 training patients) x 2 repeats (seeds 42, 43)
     lay = RunLayout(run_dir)
-    plan = Plan.load(lay.plan)
+    plan = RunPlan.load(lay.run_plan)
     assert [s.patients for s in plan.subsets] == [2, 4] and plan.seeds == [42, 43]
     assert plan.calibration_seeds == [44, 45]
     fracs = plan.fractions

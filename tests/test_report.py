@@ -15,7 +15,7 @@ from lcgan_lightning.constants import LESION_CLASSES
 from lcgan_lightning.layout import RunLayout
 from lcgan_lightning.metrics import compute_metrics, write_metrics_json
 from lcgan_lightning.report import PAPER, write_report
-from lcgan_lightning.run_plan import Plan, Subset
+from lcgan_lightning.run_plan import RunPlan, Subset
 
 FRACTIONS = ("0.025", "0.1")
 VARIANT_DIRS = {"none": "original", "gan": "gan", "traditional": "traditional", "both": "both"}
@@ -73,17 +73,17 @@ def _fake_run(run_dir: Path, seeds=(1, 2, 3)) -> dict:
     return written
 
 
-def _set_plan(lay: RunLayout, **changes) -> Plan:
-    """Write (or change) the run's plan.json: subsets FRACTIONS (N_PATIENTS patients each), the variants
+def _set_plan(lay: RunLayout, **changes) -> RunPlan:
+    """Write (or change) the run's run_plan.json: subsets FRACTIONS (N_PATIENTS patients each), the variants
     of VARIANT_DIRS unless `variants` is given."""
-    if lay.plan.is_file():
-        plan = dataclasses.replace(Plan.load(lay.plan), **changes)
+    if lay.run_plan.is_file():
+        plan = dataclasses.replace(RunPlan.load(lay.run_plan), **changes)
     else:
         base = {"seed": 1, "repeats": 2, "split_per_repeat": False, "by_count": False,
                 "subsets": tuple(Subset(float(f), N_PATIENTS, N_PATIENTS * PER_PATIENT, (4,)) for f in FRACTIONS),
                 "variants": tuple(VARIANT_DIRS), "gan_lr_policy": "constant", "budget": "steps", "calibrate": False}
-        plan = Plan(**{**base, **changes})
-    plan.save(lay.plan)
+        plan = RunPlan(**{**base, **changes})
+    plan.save(lay.run_plan)
     return plan
 
 

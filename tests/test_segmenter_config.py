@@ -40,7 +40,7 @@ def test_seg_judge_uses_all_training_patients():
 
 def test_cpu_study_judge_is_a_postprocessed_basicunet_and_its_segmenters_a_fast_fcn8s(tmp_path):
     """The pipeline's judge and segmenter commands of scale=cpu_study compose into the configs the
-    README describes (the judge's overrides come after the segmenters' and win)."""
+    docs describe (the judge's overrides come after the segmenters' and win)."""
     from hydra.core.global_hydra import GlobalHydra
     from pipeline_helpers import RecordingLauncher, plan
 

@@ -3,7 +3,7 @@
     lcgan-audit synthetic_dir=<set> judge_ckpt=<judge.ckpt> splits_path=<run>/splits.json [fraction=F]
 
 Writes `<set>/audit.json` and `<set>/previews/audit_closest_{feature,pixel}.png`; see
-`conf/audit.yaml` and the README section "Audit a synthetic set".
+`conf/audit.yaml` and docs/audit.md.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def table(result: dict[str, Any]) -> Table:
     """One row per metric: difference, interval, p, verdict, Holm verdict, detectable effect."""
     level = result["level"]
     out = Table(title=f"variant − reference ({result['n_repeats']} paired runs, {result['n_patients']} test patients)")
-    for name, justify in (("metric", "left"), ("Δ", "right"), (f"{level:.0%} CI", "right"), ("p", "right"),
+    for name, justify in (("metric", "left"), ("Δ", "right"), (f"{level * 100:g} % CI", "right"), ("p", "right"),
                           ("verdict", "left"), ("Holm", "left"), ("detectable ±", "right")):
         out.add_column(name, justify=justify)  # type: ignore[arg-type]
     rows = [(m, r) for m, r in result["metrics"].items() if m != PER_CLASS]

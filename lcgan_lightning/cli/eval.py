@@ -4,7 +4,7 @@
     lcgan-eval ckpt_path=... data=ctich data.root=/data/ct-ich split=all
     lcgan-eval ckpt_path=... data.window=subdural        # same data, another window
 
-The work is done by :mod:`lcgan_lightning.evaluation`; outputs are listed there and in the README.
+The work is done by :mod:`lcgan_lightning.evaluation`; outputs are listed there and in docs/metrics.md.
 """
 
 from __future__ import annotations

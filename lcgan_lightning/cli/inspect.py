@@ -4,7 +4,7 @@
     lcgan-inspect data=ctich data.root=/data/ct-ich
     lcgan-inspect                      # the built-in phantom (generated on first use)
 
-Prints a summary and writes `inspect.json` (schema in the README) and `splits.json` into the run dir.
+Prints a summary and writes `inspect.json` (schema in docs/data.md) and `splits.json` into the run dir.
 Every case is checked: the defective ones are listed all at once (table + `defects` in inspect.json),
 and the command then exits 1 unless `data.on_defect=skip` (training would stop the same way).
 """

@@ -3,7 +3,7 @@
     lcgan-select candidates_dir=<run>/gan judge_ckpt=<judge.ckpt> splits_path=<run>/splits.json out_dir=<run>
     lcgan-select candidates=<candidates.json> judge_ckpt=...    (an explicit list, as the pipeline does)
 
-See `conf/select.yaml` and the README section "Choosing generators".
+See `conf/select.yaml` and docs/selection-and-synthesis.md.
 """
 
 from __future__ import annotations

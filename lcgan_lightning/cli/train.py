@@ -1,6 +1,6 @@
 """`lcgan-train`: train one model (`model=lcgan|fcn8s|basicunet`) on one data fraction.
 
-Everything comes from `conf/train.yaml` and its groups; see the README for examples. The work is
+Everything comes from `conf/train.yaml` and its groups; see docs/training.md for examples. The work is
 done by :mod:`lcgan_lightning.training`.
 """
 

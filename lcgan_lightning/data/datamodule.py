@@ -102,7 +102,7 @@ class CTSliceDataModule(pl.LightningDataModule):
     def __init__(
         self,
         root: str | os.PathLike | None = None,
-        layout: str = "bhsd",
+        dataset_format: str = "bhsd",
         image_size: int = 256,
         fraction: float = 1.0,
         batch_size: int = 16,
@@ -134,11 +134,12 @@ class CTSliceDataModule(pl.LightningDataModule):
         eval_batch_size: int | None = None,
         val_samples: int | None = None,
         image_source: ImageSource | None = None,
+        layout: str | None = None,
         **unknown: Any,
     ):
         super().__init__()
         valid = [p for p in inspect.signature(CTSliceDataModule.__init__).parameters
-                 if p not in ("self", "unknown", "image_source")]
+                 if p not in ("self", "unknown", "image_source", "layout")]
         check_known_keys(unknown, valid, "data")
         if root is None:
             raise DataConfigError("data.root: not set (the dataset folder)")
@@ -155,7 +156,10 @@ class CTSliceDataModule(pl.LightningDataModule):
         if augment not in AUGMENT_CHOICES:
             raise DataConfigError(f"data.augment: {augment!r} is not one of {AUGMENT_CHOICES}")
         self.root = Path(root)
-        self.dataset_format = layout  # config key data.layout: bhsd | ctich | folder (data/formats.py)
+        if layout is not None:  # the key's name until 2026-12 (configs and checkpoints written before)
+            log.warning("data.layout is now data.dataset_format (the old name goes in the next release)")
+            dataset_format = layout
+        self.dataset_format = dataset_format  # bhsd | ctich | folder (data/formats.py)
         self.image_size = int(image_size)
         self.fraction = float(fraction)
         self.batch_size = int(batch_size)
@@ -213,7 +217,7 @@ class CTSliceDataModule(pl.LightningDataModule):
         self.test_dataset: Dataset | None = None
 
     def _config(self) -> dict[str, Any]:
-        return {"root": str(self.root), "layout": self.dataset_format, "image_size": self.image_size,
+        return {"root": str(self.root), "dataset_format": self.dataset_format, "image_size": self.image_size,
                 "fraction": self.fraction, "batch_size": self.batch_size, "num_workers": self.num_workers,
                 "window": self.window, "lesion_only": self.lesion_only, "val_ratio": self.val_ratio,
                 "test_ratio": self.test_ratio, "subsets": self.subsets, "subset_counts": self.subset_counts,
@@ -366,7 +370,7 @@ class CTSliceDataModule(pl.LightningDataModule):
         return self._loader(self.test_dataset, False, self.eval_batch_size)
 
     def summary(self) -> dict[str, Any]:
-        """The inspect.json content (schema in the README): counts, pixels per class, skipped, splits."""
+        """The inspect.json content (schema in docs/data.md): counts, pixels per class, skipped, splits."""
         if self.slices is None or self.splits is None:
             self.setup()
         assert self.slices is not None  # setup() loads them

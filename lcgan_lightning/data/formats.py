@@ -1,6 +1,6 @@
 """Find the (image, label) volumes of a dataset in each supported format and say how to read their labels.
 
-Dataset formats (config key ``data.layout``):
+Dataset formats (config key ``data.dataset_format``):
 - ``bhsd`` (also nnU-Net): ``imagesTr/*.nii[.gz]`` + ``labelsTr/`` (same case names) + ``dataset.json``.
   nnU-Net channel suffixes (``case_0000.nii.gz``) are stripped; extra channels (``_0001`` ...) are listed
   as skipped. Label values come from ``data.label_map`` if set, else from dataset.json's ``labels`` when
@@ -115,8 +115,8 @@ def _nifti_files(folder: Path) -> list[Path]:
 
 def _require_dir(path: Path) -> Path:
     if not path.is_dir():
-        raise DatasetError(f"{path}: folder not found (expected by the data layout)",
-                           hint="check data.root and data.layout (README section Data lists each layout's folders)")
+        raise DatasetError(f"{path}: folder not found (expected by the dataset format)",
+                           hint="check data.root and data.dataset_format (docs/data.md lists each format's folders)")
     return path
 
 
@@ -278,4 +278,4 @@ def discover(dataset_format: str, root: str | Path, label_map: Mapping | None = 
         return discover_ctich(root)
     if dataset_format == "folder":
         return discover_folder(root, label_map)
-    raise DataConfigError(f"data.layout: unknown layout {dataset_format!r}; known: {list(FORMATS)}")
+    raise DataConfigError(f"data.dataset_format: unknown format {dataset_format!r}; known: {list(FORMATS)}")

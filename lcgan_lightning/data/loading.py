@@ -149,7 +149,7 @@ def load_slices(
     progress: Callable[[int, int, str], None] | None = None,
     on_defect: str = "error",
 ) -> SliceSet:
-    """Read a dataset's slices in `dataset_format` (data.layout) via the cache (build the cache entry on
+    """Read a dataset's slices in `dataset_format` (data.dataset_format) via the cache (build the cache entry on
     first use).
 
     Every case is checked. Defective cases (see validation.py) raise one DatasetError listing them

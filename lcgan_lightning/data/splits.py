@@ -1,6 +1,6 @@
 """Patient-level train/val/test split and nested training subsets, deterministic per seed.
 
-Rule (also in the README):
+Rule (also in docs/data.md):
 1. Sizes: n_test = max(1, round(test_ratio * n)), n_val = max(1, round(val_ratio * n)) (a ratio of 0
    gives 0); train gets the rest and must keep at least one patient. round = half up.
 2. Rare classes first: for each lesion class, from the one carried by the fewest patients up, and for

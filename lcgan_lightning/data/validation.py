@@ -30,7 +30,7 @@ class DatasetError(UserError):
 class DataConfigError(DatasetError, ConfigError):
     """A data config value the loader refuses (`data.<key>: …`)."""
 
-    hint = "see the README section Data for valid values; `lcgan-inspect` shows what a data config gives"
+    hint = "docs/data.md lists valid values; `lcgan-inspect` shows what a data config gives"
 
 
 def _name(path: str | Path) -> str:

@@ -11,7 +11,7 @@ Differences from the Caffe reference, and why:
   0.125 gives 8-16-32-64-64 / 512 for CPU runs). ImageNet weights need ``width=1.0``.
 * ``fc6_kernel`` (7 in FCN and the paper: VGG's fc6 over a 7×7 pool5 at 224²) can be smaller. At
   64² pool5 is 2×2 and at 128² 4×4, so most of a 7×7 kernel reads padding, yet at width 0.125 it holds
-  76 % of the weights and a third of a 64² training step (README, "Architecture notes"). ImageNet
+  76 % of the weights and a third of a 64² training step (docs/models.md). ImageNet
   weights need 7.
 * ``batch_norm=True`` (not in the paper) puts BatchNorm after every encoder conv, the layout of
   torchvision's ``vgg16_bn``; it makes training from scratch (no ImageNet file) converge far

@@ -93,7 +93,7 @@ def coarse_output_note(arch: str | None, image_size: int | None, net: dict | Non
     return (
         f"model.arch=fcn8s at data.image_size={int(image_size)}: FCN-8s predicts on a stride-8 grid "
         f"(8x8-px cells here), coarser than most hemorrhage regions at this size; expect a low DSC. "
-        "model=basicunet predicts at full resolution (README, 'Defaults that learn')."
+        "model=basicunet predicts at full resolution (docs/study-defaults.md)."
     )
 
 

@@ -3,7 +3,7 @@
 Each stage (`stages/`, a `Stage` subclass) lists its jobs, says whether it is current and runs
 the project's Hydra apps through one launcher (`launcher.Launcher`, sub-processes; sweeps as Hydra
 multiruns through the configured `hydra/launcher`); every path comes from `layout.RunLayout`, every
-seed and subset from the run's plan (`run_plan.Plan`, computed once after the data stage by
+seed and subset from the run's plan (`run_plan.RunPlan`, computed once after the data stage by
 `planning`). `driver.run_pipeline` is the loop over the stages the config asks for; `state` keeps
 `pipeline_state.json` and the failures of an invocation.
 

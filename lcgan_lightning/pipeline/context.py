@@ -15,7 +15,7 @@ from lcgan_lightning.pipeline.args import HydraArgs
 from lcgan_lightning.pipeline.launcher import AppLauncher, Launcher
 from lcgan_lightning.pipeline.planning import data_facts, make_plan
 from lcgan_lightning.pipeline.state import Failures
-from lcgan_lightning.run_plan import Plan
+from lcgan_lightning.run_plan import RunPlan
 
 
 @dataclass
@@ -28,14 +28,14 @@ class PipelineContext:
     console: PipelineConsole
     failures: Failures
     args: HydraArgs = field(init=False)
-    _plan: Plan | None = field(default=None, init=False)
+    _plan: RunPlan | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.args = HydraArgs(self.cfg)
 
     @classmethod
     def create(cls, cfg: DictConfig, run_dir: Path, launcher: AppLauncher | None = None,
-               console: PipelineConsole | None = None, plan: Plan | None = None) -> PipelineContext:
+               console: PipelineConsole | None = None, plan: RunPlan | None = None) -> PipelineContext:
         """A context for `run_dir`: the sub-process launcher and a plain console unless given; `plan`
         replaces the one computed from the data (tests)."""
         layout = RunLayout(Path(run_dir))
@@ -47,11 +47,11 @@ class PipelineContext:
         return ctx
 
     @property
-    def plan(self) -> Plan:
-        """The run's plan, computed from the config and the split on first use and written to plan.json."""
+    def plan(self) -> RunPlan:
+        """The run's plan, computed from the config and the split on first use and written to run_plan.json."""
         if self._plan is None:
             self._plan = make_plan(self.cfg, data_facts(self.cfg, self.layout))
-            self._plan.save(self.layout.plan)
+            self._plan.save(self.layout.run_plan)
         return self._plan
 
     def launch(self, app: str, args: Sequence[str], multirun: bool = False) -> None:

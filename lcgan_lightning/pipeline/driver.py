@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -81,7 +82,5 @@ def run_stage(ctx: PipelineContext, stage: Stage, state: RunState) -> None:
 
 def print_summary(ctx: PipelineContext) -> None:
     """The end of a run on the console: Table 1 verdicts, selected generators, wall times, report path."""
-    import json
-
     results = json.loads(ctx.layout.results.read_text()) if ctx.layout.results.is_file() else None
     ctx.console.summary(results, RunState(ctx.layout.state).load(), ctx.layout.report.resolve())

@@ -1,4 +1,4 @@
-"""Computes a run's `Plan` from the pipeline config and its data (after the data stage), once."""
+"""Computes a run's `RunPlan` from the pipeline config and its data (after the data stage), once."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lcgan_lightning.layout import RunLayout
 from lcgan_lightning.pipeline.launcher import PipelineError
-from lcgan_lightning.run_plan import Plan, Subset
+from lcgan_lightning.run_plan import RunPlan, Subset
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,11 @@ def data_facts(cfg: DictConfig, layout: RunLayout) -> dict[str, Any]:
         for f in fractions]}
 
 
-def make_plan(cfg: DictConfig, facts: dict[str, Any]) -> Plan:
+def make_plan(cfg: DictConfig, facts: dict[str, Any]) -> RunPlan:
     """The run's plan from its config and `data_facts`."""
     subsets = tuple(Subset(f, patients, slices, gan_epochs(cfg.gan, slices))
                     for f, patients, slices in facts["subsets"])
-    return Plan(seed=int(cfg.seed), repeats=int(cfg.get("repeats", 1)),
+    return RunPlan(seed=int(cfg.seed), repeats=int(cfg.get("repeats", 1)),
                 split_per_repeat=bool(cfg.get("split_per_repeat", False)), by_count=bool(subset_counts(cfg)),
                 subsets=subsets, variants=tuple(str(a) for a in cfg.augments), gan_lr_policy=str(cfg.gan.lr_policy),
                 budget=str(cfg.get("budget", "steps")), calibrate=bool(cfg.get("calibrate", False)))

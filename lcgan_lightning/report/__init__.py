@@ -19,7 +19,7 @@ from lcgan_lightning.report.tables import (
     metric_tables,
     selection_table,
 )
-from lcgan_lightning.run_plan import Plan, subset_title
+from lcgan_lightning.run_plan import RunPlan, subset_title
 
 __all__ = ["PAPER", "collect_results", "write_report"]
 
@@ -34,7 +34,7 @@ def write_report(run_dir: Path, scale: str = "custom") -> Path:
     write_json_atomic(layout.results, results)
     write_json_atomic(layout.results_per_seed, {"per_seed": per_seed, "std": std})
 
-    seeds = Plan.load(layout.plan).seeds
+    seeds = RunPlan.load(layout.run_plan).seeds
     budget = ("same optimiser steps for every variant of a subset (augmented sets sampled down to the original "
               "size per epoch)" if results["budget"] == "steps" else "the paper's fixed epochs over each training set")
     lines = [

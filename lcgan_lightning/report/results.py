@@ -1,6 +1,6 @@
 """results.json of one pipeline run: every figure of Tables 1-3 from the run's files only.
 
-Reads (paths from `RunLayout`, what ran from `plan.json`): the judge's and every segmentation run's
+Reads (paths from `RunLayout`, what ran from `run_plan.json`): the judge's and every segmentation run's
 test_metrics.json and predictions.npz, selected.json and the synthetic sets' audit.json files
 (optional: no audit, no audit block).
 """
@@ -18,7 +18,7 @@ from lcgan_lightning.constants import LESION_CLASSES
 from lcgan_lightning.inference import POWER
 from lcgan_lightning.layout import TEST_METRICS, RunLayout
 from lcgan_lightning.report.verdicts import adjust_families, calibration, design
-from lcgan_lightning.run_plan import Plan
+from lcgan_lightning.run_plan import RunPlan
 from lcgan_lightning.variants import variant
 
 METRIC_KEYS = ("dsc", "binary_dsc", "precision", "recall")
@@ -91,7 +91,7 @@ def collect_results(run_dir: Path, scale: str, level: float = 0.95
     """
     run_dir = Path(run_dir)
     layout = RunLayout(run_dir)
-    plan = Plan.load(layout.plan)
+    plan = RunPlan.load(layout.run_plan)
     cfg = run_config(layout)
     seeds = plan.seeds
     selected = {s: read_json(layout.selected(s)) for s in seeds}
@@ -156,7 +156,7 @@ def collect_results(run_dir: Path, scale: str, level: float = 0.95
     return results, per_seed, std
 
 
-def _full_row(layout: RunLayout, plan: Plan) -> dict[str, Any]:
+def _full_row(layout: RunLayout, plan: RunPlan) -> dict[str, Any]:
     """The judge's test metrics (the "full" row); with a split per repeat, the mean over the judges."""
     judges = [_metrics(read_json(layout.judge_dir_of(s) / TEST_METRICS)) for s in plan.judge_seeds]
     return judges[0] if len(judges) == 1 else _aggregate(judges, statistics.fmean)

@@ -88,7 +88,7 @@ def metric_tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:
     lines += ["**Binary lesion DSC** (any lesion vs background, per image; not in the paper)", ""]
     lines += table("binary_dsc", None)
     lines += ["## Table 2 — detection precision and recall (test set)", "",
-              f"Lesion components matched at Dice ≥ 0.25 (README, Metric definitions); {spread}. {change}", ""]
+              f"Lesion components matched at Dice ≥ 0.25 (docs/metrics.md); {spread}. {change}", ""]
     for metric in ("precision", "recall"):
         lines += [f"**{metric}**", ""] + table(metric, PAPER["full"][metric])
 
@@ -180,7 +180,7 @@ def audit_section(layout: RunLayout, results: dict[str, Any], seeds: list[int], 
         return []
     lines = ["## Synthetic-set audit — memorisation, fidelity, diversity", "",
              "Each synthetic set against the real training slices of its subset, in the judge's feature space "
-             "(`audit.json` beside each set; definitions in the README, \"Audit a synthetic set\"). "
+             "(`audit.json` beside each set; definitions in docs/audit.md). "
              f"Copy rate: share closer to a training slice than the {rows[0][3]['config']['copy_percentile']:g}th "
              "percentile of real-to-real distances between different patients (≈ that percentile for a set as "
              "new as unseen patients). Diversity SSIM: 1.0 = the generator ignores its noise.", "",

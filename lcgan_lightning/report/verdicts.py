@@ -7,7 +7,7 @@ smallest effect each subset's design detects.
   of their own per metric. Every comparison keeps its raw verdict and gains `p_adjusted` and
   `verdict_adjusted`.
 - **Calibration** (`calibrate: true`): the original variant trained again with the seeds after the
-  repeats' (`Plan.calibration_seeds`), A/A run r paired with original repeat r, compared by the same
+  repeats' (`RunPlan.calibration_seeds`), A/A run r paired with original repeat r, compared by the same
   method for every subset and metric. Nothing differs but the seed, so every difference it calls is
   a false call; their share should be near the nominal 1 − level.
 - **Design**: per subset, the SD over repeats of the original's strict DSC and the smallest
@@ -23,7 +23,7 @@ from lcgan_lightning.comparison import PER_CLASS, compare_tables
 from lcgan_lightning.inference import NO_CHANGE, adjust_family, calibration_summary
 from lcgan_lightning.layout import PREDICTIONS, RunLayout
 from lcgan_lightning.metrics import to_json_safe
-from lcgan_lightning.run_plan import Plan
+from lcgan_lightning.run_plan import RunPlan
 from lcgan_lightning.stats import BASE_METRICS, load_patient_table
 from lcgan_lightning.variants import ORIGINAL
 
@@ -64,7 +64,7 @@ def adjust_families(results: dict[str, Any], level: float) -> dict[str, int]:
     return sizes
 
 
-def calibration(layout: RunLayout, plan: Plan, level: float) -> dict[str, Any]:
+def calibration(layout: RunLayout, plan: RunPlan, level: float) -> dict[str, Any]:
     """The `calibration` block of results.json (see the module docstring)."""
     if not plan.calibrate:
         return {"enabled": False, "reason": "calibrate=false: no A/A runs (set calibrate=true to train them)"}

@@ -1,6 +1,6 @@
 """Calibrate stage (`calibrate: true`): the A/A control of the verdicts.
 
-Trains the original variant again with the seeds after the repeats' (`Plan.calibration_seeds`), with
+Trains the original variant again with the seeds after the repeats' (`RunPlan.calibration_seeds`), with
 everything else as in the seg stage; the report compares these runs with the original runs by the
 same method as every variant, so the share of A/A comparisons called a difference measures how often
 the verdicts call noise a change.
