@@ -197,7 +197,7 @@ def compared_with_gan(augments: Sequence[str]) -> list[str]:
 
 def fmt_change(result: dict[str, Any] | None, adjusted: bool = True) -> str:
     """One comparison in words: '+0.021 [+0.004, +0.040] better', '+0.003 [−0.02, +0.03] no detectable
-    change (none beyond ±0.031)', '+0.021 not estimable (one training run per arm)', or '—'; with
+    change (80 % power at ±0.031)', '+0.021 not estimable (one training run per arm)', or '—'; with
     `adjusted`, Holm's verdict where it differs ('better; Holm: no detectable change')."""
     if not result or result.get("diff") is None:
         return "—"
@@ -208,7 +208,7 @@ def fmt_change(result: dict[str, Any] | None, adjusted: bool = True) -> str:
         return f"{diff} {result['verdict']}{reason}"
     text = f"{diff} [{lo:+.3f}, {hi:+.3f}] {result['verdict']}"
     if result["verdict"] == NO_CHANGE and result.get("detectable") is not None:
-        text += f" (none beyond ±{result['detectable']:.3f})"
+        text += f" (80 % power at ±{result['detectable']:.3f})"
     if adjusted and result.get("verdict_adjusted") not in (None, result["verdict"]):
         text += f"; Holm: {result['verdict_adjusted']}"
     return text

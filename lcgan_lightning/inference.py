@@ -251,15 +251,19 @@ def adjust_family(comparisons: Sequence[dict[str, Any]], level: float = 0.95) ->
 def calibration_summary(comparisons: Sequence[dict[str, Any]], level: float = 0.95) -> dict[str, Any]:
     """How often A/A comparisons (no true difference) call one, against the nominal 1 − level.
 
-    {"comparisons": n estimable, "called_difference": k (raw verdict better/worse), "rate": k/n,
-    "nominal", "p_value": one-sided binomial P(X >= k | n, nominal), "excess": p_value < 0.05}.
-    Comparisons of several metrics of the same runs are correlated, so the binomial check is
+    {"comparisons": n, "called_difference": k (raw verdict better/worse), "rate": k/n, "nominal",
+    "p_value": one-sided binomial P(X >= k | n, nominal), "excess": p_value < 0.05, "identical": m}.
+    n counts the estimable comparisons whose arms differ somewhere; the m comparisons with identical
+    arms (SE 0 and Δ 0, e.g. both arms never predict a class) cannot call anything and are left out of
+    the rate. Comparisons of several metrics of the same runs are correlated, so the binomial check is
     approximate (it treats them as independent).
     """
-    done = [c for c in comparisons if c.get("verdict") not in (None, NOT_ESTIMABLE)]
+    estimable = [c for c in comparisons if c.get("verdict") not in (None, NOT_ESTIMABLE)]
+    done = [c for c in estimable if not (c.get("se") == 0 and c.get("diff") == 0)]
     n = len(done)
     k = sum(c["verdict"] != NO_CHANGE for c in done)
     alpha = 1 - level
     p = float(st.binom.sf(k - 1, n, alpha)) if n else None
     return {"comparisons": n, "called_difference": k, "rate": k / n if n else None,
-            "nominal": alpha, "p_value": p, "excess": bool(p is not None and p < 0.05)}
+            "nominal": alpha, "p_value": p, "excess": bool(p is not None and p < 0.05),
+            "identical": len(estimable) - n}

@@ -76,3 +76,132 @@ def test_online_augmentation_picklable_and_valid():
     aug = pickle.loads(pickle.dumps(OnlineAugmentation(48)))
     img, msk = aug(np.asarray(s.images[0], np.float32), s.masks[0])
     assert img.shape == (48, 48) and set(np.unique(msk)) <= set(np.unique(s.masks[0]))
+
+
+# ---- data.augment_online: the choice, and nnU-Net's augmentation ----------------------------------
+def _labelled_head(size=48):
+    """An L-shaped bleed (classes 3 and 5) off-centre: bright (+1) exactly where the label is > 0, air
+    (-1) elsewhere, so after any transform the bright region must still be the labelled one."""
+    image = np.full((size, size), -1.0, np.float32)
+    mask = np.zeros((size, size), np.uint8)
+    mask[8:30, 12:20] = 3
+    mask[24:30, 20:38] = 5
+    image[mask > 0] = 1.0
+    return image, mask
+
+
+def _iou(image, mask):
+    lo, hi = np.percentile(image, [1, 99])
+    bright, labelled = image > (lo + hi) / 2, mask > 0
+    return (bright & labelled).sum() / max((bright | labelled).sum(), 1)
+
+
+def test_online_choice():
+    from lcgan_lightning.data.augment_nnunet import NnUNetAugmentation
+    from lcgan_lightning.data.augment_online import check_online_choice, online_augmentation
+    from lcgan_lightning.data.datamodule import CTSliceDataModule
+    from lcgan_lightning.data.validation import DataConfigError
+
+    assert [check_online_choice(v) for v in (False, None, "false", True, "true", "nnunet", "NNUNET")] \
+        == [False, False, False, True, True, "nnunet", "nnunet"]
+    assert online_augmentation(False, 48) is None
+    assert isinstance(online_augmentation(True, 48), OnlineAugmentation)  # today's augmentation, as it was
+    assert isinstance(online_augmentation("nnunet", 48), NnUNetAugmentation)
+    with pytest.raises(DataConfigError, match="data.augment_online: 'nnunet2' is not one of false, true, nnunet"):
+        CTSliceDataModule(root="unused", augment_online="nnunet2")
+
+
+def test_nnunet_probabilities_are_nnunets():
+    from monai import transforms as T
+
+    from lcgan_lightning.data.augment_nnunet import nnunet_transforms
+
+    ts = nnunet_transforms().transforms
+    probs = [(type(t).__name__, t.weights[0] if isinstance(t, T.OneOf) else t.prob) for t in ts]
+    assert probs == [("RandRotated", 0.2), ("RandZoomd", 0.2), ("OneOf", 0.2), ("RandGaussianNoised", 0.1),
+                     ("RandGaussianSmoothd", 0.1), ("RandScaleIntensityd", 0.15),
+                     ("RandScaleIntensityFixedMeand", 0.15), ("RandSimulateLowResolutiond", 0.125),
+                     ("RandAdjustContrastd", 0.1), ("RandAdjustContrastd", 0.3), ("RandFlipd", 0.5),
+                     ("RandFlipd", 0.5)]
+    assert ts[8].adjuster.invert_image and not ts[9].adjuster.invert_image and ts[9].adjuster.retain_stats
+
+
+def test_nnunet_keeps_labels_aligned_with_images():
+    from lcgan_lightning.data.augment_nnunet import NnUNetAugmentation
+
+    image, mask = _labelled_head()
+    spatial, full = NnUNetAugmentation(48, intensity=False), NnUNetAugmentation(48)
+    moved, geometry, everything, misaligned, previous = 0, [], [], [], None
+    for seed in range(120):
+        spatial.seed_next(seed)
+        img, msk = spatial(image, mask)
+        geometry.append(_iou(img, msk))
+        moved += not np.array_equal(msk, mask)
+        if previous is not None:  # the control: image and label of two different draws
+            misaligned.append(_iou(img, previous))
+        previous = msk
+        full.seed_next(seed)
+        everything.append(_iou(*full(image, mask)))
+    assert moved > 60  # mirroring alone moves 3 of 4 slices
+    # bilinear image vs nearest label on the same grid: equal up to a boundary pixel here and there
+    assert min(geometry) > 0.85 and np.mean(geometry) > 0.96  # measured: 0.88 and 0.978
+    assert np.mean(everything) > 0.9  # measured 0.954: noise, blur and low resolution blur the edge
+    assert np.mean(misaligned) < 0.5  # measured 0.33: a pair transformed with different draws is caught
+
+
+def test_nnunet_never_creates_class_ids():
+    from lcgan_lightning.data.augment_nnunet import NnUNetAugmentation
+
+    image, mask = _labelled_head(32)
+    mask[2:6, 2:6], mask[26:30, 2:6], mask[2:6, 26:30], mask[10:14, 24:28] = 1, 2, 4, 0
+    aug = NnUNetAugmentation(32)
+    for seed in range(300):
+        aug.seed_next(seed)
+        img, msk = aug(image, mask)
+        assert img.dtype == np.float32 and msk.dtype == np.uint8 and img.shape == msk.shape == (32, 32)
+        assert -1.0 <= img.min() and img.max() <= 1.0
+        assert set(np.unique(msk)) <= set(range(6)), (seed, np.unique(msk))
+
+
+def test_nnunet_is_seeded_per_sample_and_picklable():
+    import pickle
+
+    from lcgan_lightning.data.augment_nnunet import NnUNetAugmentation
+
+    image, mask = _labelled_head()
+    aug = pickle.loads(pickle.dumps(NnUNetAugmentation(48)))
+    outs = []
+    for seed in (5, 6, 5):
+        aug.seed_next(seed)
+        outs.append(aug(image, mask))
+    assert np.array_equal(outs[0][0], outs[2][0]) and np.array_equal(outs[0][1], outs[2][1])
+    assert not np.array_equal(outs[0][0], outs[1][0])
+
+
+@pytest.mark.slow
+def test_nnunet_online_batches_do_not_depend_on_workers(tmp_path):
+    """data.augment_online=nnunet through the datamodule: seeded per sample, so 0 or 2 loader workers give
+    the same augmented epoch (and a resumed epoch augments as the first time)."""
+    import torch
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from lcgan_lightning.data.datamodule import open_datamodule
+    from lcgan_lightning.paths import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[
+            "data=phantom", "data.image_size=32", "data.phantom.num_patients=8", "data.phantom.num_slices=8",
+            "data.batch_size=4", f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / 'out'}"])
+
+    def epoch(workers: int, online: bool | str) -> tuple[torch.Tensor, torch.Tensor]:
+        dm = open_datamodule(cfg.data, augment_online=online, num_workers=workers)
+        torch.manual_seed(7)
+        batches = list(dm.train_dataloader())
+        return torch.cat([b["image"] for b in batches]).float(), torch.cat([b["mask"] for b in batches])
+
+    plain, paper, serial, parallel = epoch(0, False), epoch(0, True), epoch(0, "nnunet"), epoch(2, "nnunet")
+    assert torch.equal(serial[0], parallel[0]) and torch.equal(serial[1], parallel[1])
+    assert not torch.equal(serial[0], plain[0]) and not torch.equal(serial[0], paper[0])
+    assert serial[0].shape == plain[0].shape and int(serial[1].max()) <= 5

@@ -298,7 +298,11 @@ def test_calibration_summary_by_hand():
     # P(X >= 3 | 20, 0.05) = 1 - 0.95^20 - 20 * 0.05 * 0.95^19 - 190 * 0.05^2 * 0.95^18
     want = 1 - 0.95**20 - 20 * 0.05 * 0.95**19 - 190 * 0.05**2 * 0.95**18
     assert out == {"comparisons": 20, "called_difference": 3, "rate": 0.15, "nominal": pytest.approx(0.05),
-                   "p_value": pytest.approx(want), "excess": False}
+                   "p_value": pytest.approx(want), "excess": False, "identical": 0}
+    # arms that agree exactly (SE 0, Δ 0: both never predict a class) cannot call anything: left out
+    same = {"verdict": "no detectable change", "se": 0.0, "diff": 0.0}
+    out = calibration_summary([{"verdict": v} for v in calls] + [same] * 4)
+    assert (out["comparisons"], out["identical"], out["rate"]) == (20, 4, 0.15)
     assert calibration_summary([{"verdict": "better"}] * 5)["excess"] is True
     assert calibration_summary([])["rate"] is None
 

@@ -13,7 +13,6 @@ from rich.table import Table
 from rich.text import Text
 
 from lcgan_lightning.console.jobs import clock
-from lcgan_lightning.inference import NO_CHANGE
 from lcgan_lightning.run_plan import subset_title
 from lcgan_lightning.variants import variants_in
 
@@ -31,39 +30,34 @@ def run_summary(results: dict[str, Any] | None, state: dict[str, Any]) -> Group:
 def _table1(results: dict[str, Any]) -> Table:
     repeats = int(results.get("repeats", 1))
     level = results.get("statistics", {}).get("level", 0.95)
-    table = Table(title=f"Table 1 — test DSC, mean over {repeats} repeat(s); Δ vs original with its {level * 100:g} % CI "
-                        "(training runs and test patients); Holm within the table",
-                  box=box.SIMPLE_HEAD, show_edge=False, title_justify="left", pad_edge=False)
+    table = Table(title=f"Table 1 — test DSC, mean of {repeats} repeat(s); Δ vs original [{level * 100:g} % CI over "
+                        "training runs and test patients]",
+                  box=box.SIMPLE_HEAD, show_edge=False, title_justify="left", pad_edge=False, collapse_padding=True)
     for col, justify in (("subset", "left"), ("training data", "left"), ("DSC", "right"),
-                         ("Δ DSC [CI]", "right"), ("verdict", "left"), ("Holm", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+                         ("Δ DSC [CI]", "right"), ("verdict", "left"), ("Holm", "left"), ("80 % power", "right")):
+        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for fkey, block in results["fractions"].items():
         title = subset_title(fkey, block.get("patients"))
-        detectable = (block.get("design") or {}).get("detectable_dsc")
         for v in variants_in(block):
             vs = block[v.key].get("vs_original", {}).get("dsc") or {}
             lo, hi = vs.get("ci") or [None, None]
             change = ""
             if vs.get("diff") is not None:
                 change = f"{vs['diff']:+.3f}" + (f" [{lo:+.3f}, {hi:+.3f}]" if lo is not None and hi is not None else "")
-            verdict = vs.get("verdict", "")
-            if verdict == NO_CHANGE and vs.get("detectable") is not None:
-                verdict += f" (none beyond ±{vs['detectable']:.3f})"
+            verdict, holm = vs.get("verdict", ""), vs.get("verdict_adjusted", "")
+            detectable = f"±{vs['detectable']:.3f}" if vs.get("detectable") is not None else ""
             dsc = block[v.key].get("dsc")
-            holm = vs.get("verdict_adjusted", "")
             table.add_row(title, v.label, "—" if dsc is None else f"{dsc:.3f}", change, _word(verdict),
-                          _word(holm if holm != vs.get("verdict") else "same"))
+                          _word(holm if holm != verdict else ""), detectable)
             title = ""
-        if detectable is not None:
-            table.add_row("", Text(f"smallest Δ detected (80 % power): ±{detectable:.3f}", style="dim"), "", "", "", "")
     full = results.get("full", {}).get("dsc")
     if full is not None:
-        table.add_row("100 %", "entire dataset (judge)", f"{full:.3f}", "", "", "")
+        table.add_row("100 %", "entire dataset (judge)", f"{full:.3f}", "", "", "", "")
     return table
 
 
 def _word(verdict: str) -> Text:
-    style = {"better": "green", "worse": "red", "same": "dim"}.get(verdict.split(" ")[0] if verdict else "", "")
+    style = {"better": "green", "worse": "red"}.get(verdict.split(" ")[0] if verdict else "", "")
     return Text(verdict, style=style)
 
 

@@ -17,6 +17,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from lcgan_lightning.config import to_plain
 from lcgan_lightning.constants import LESION_CLASSES, NUM_CLASSES
+from lcgan_lightning.data.augment_online import check_online_choice, online_augmentation
 from lcgan_lightning.data.augment_sets import ImageSource
 from lcgan_lightning.data.collate import collate_slices
 from lcgan_lightning.data.dataset import SliceDataset
@@ -123,7 +124,7 @@ class CTSliceDataModule(pl.LightningDataModule):
         generator_ckpt: str | None = None,
         synthetic_per_mask: int = 1,
         novel_dir: str | None = None,
-        augment_online: bool = False,
+        augment_online: bool | str = False,
         cache_dir: str | os.PathLike | None = None,
         splits_path: str | os.PathLike | None = None,
         label_map: Mapping | None = None,
@@ -192,7 +193,7 @@ class CTSliceDataModule(pl.LightningDataModule):
         # generates GAN images from masks when there is no synthetic_dir (lcgan-train builds it from
         # generator_ckpt: the data layer itself never loads a model)
         self.image_source = image_source
-        self.augment_online = bool(augment_online)
+        self.augment_online = check_online_choice(augment_online)  # false | true | nnunet
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.splits_path = None if splits_path is None else Path(splits_path)
         self.label_map = to_plain(label_map)
@@ -265,11 +266,7 @@ class CTSliceDataModule(pl.LightningDataModule):
         self.test_slices = self.slices.for_patients(self.splits["test"])
         if len(self.train_slices) == 0:
             raise DatasetError(f"{self.root}: data.fraction={self.fraction} selects patients with no slice")
-        transform = None
-        if self.augment_online:
-            from lcgan_lightning.data.augment import OnlineAugmentation
-
-            transform = OnlineAugmentation(self.image_size)
+        transform = online_augmentation(self.augment_online, self.image_size)
         train: Dataset = SliceDataset(self.train_slices, transform=transform)
         if self.augment == "synthetic_only":  # train on synthetic, test on real (TSTR)
             from lcgan_lightning.data.augment_sets import gan_slices
@@ -358,7 +355,7 @@ class CTSliceDataModule(pl.LightningDataModule):
         # online augmentation is seeded per sample
         assert self.train_dataset is not None, "setup() first"
         sampler = ResumableSampler(len(cast(Sized, self.train_dataset)), self.epoch_samples(),
-                                   with_seeds=self.augment_online)
+                                   with_seeds=bool(self.augment_online))
         return self._loader(self.train_dataset, True, self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader:

@@ -1,4 +1,4 @@
-"""Hemorrhage segmenter (paper §4.1): FCN-8s (default) or MONAI BasicUNet as a LightningModule.
+"""Hemorrhage segmenter (paper §4.1): FCN-8s (default), MONAI BasicUNet or DynUNet as a LightningModule.
 
 Training: pixel-wise cross-entropy (``loss: ce``, the FCN recipe) or MONAI's DiceCELoss
 (``loss: dice_ce``: CE + soft Dice over the five lesion classes, background excluded from the
@@ -9,7 +9,9 @@ callbacks draw validation overlays (:mod:`lcgan_lightning.models.sample_panels`)
 (:mod:`lcgan_lightning.models.prediction_writer`); the run dir is the trainer's
 ``default_root_dir`` (``lcgan-train`` sets it to the Hydra run dir). ``postprocess=region_majority``
 (opt-in, :mod:`lcgan_lightning.models.postprocess`) relabels every predicted lesion region with its
-majority class in all of these.
+majority class in all of these. ``arch=dynunet`` (nnU-Net-style) plans its network from the training
+data at fit start (:mod:`lcgan_lightning.models.dynunet_training`: ``plan.json``, stored in ``plan``)
+and trains with deep supervision; it predicts from its full-resolution output alone.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from lcgan_lightning.metrics import SegmentationMetrics
 from lcgan_lightning.models.basicunet import BasicUNetSeg
 from lcgan_lightning.models.checkpointing import ResumableModelCheckpoint
 from lcgan_lightning.models.fcn8s import FCN8s, load_vgg16_imagenet
+from lcgan_lightning.models.lr_schedules import LR_SCHEDULES, lr_scheduler
 from lcgan_lightning.models.postprocess import check_postprocess, postprocess_labels
 from lcgan_lightning.models.prediction_writer import TestPredictionsWriter
 from lcgan_lightning.models.sample_panels import SegmentationOverlays
@@ -44,8 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ARCHS = ("fcn8s", "basicunet")
-LR_SCHEDULES = ("constant", "cosine")
+ARCHS = ("fcn8s", "basicunet", "dynunet")
 
 
 def build_net(
@@ -58,8 +60,10 @@ def build_net(
     net: dict | None = None,
     batch_norm: bool = False,
     fc6_kernel: int = 7,
+    plan: dict | None = None,
 ) -> nn.Module:
-    """The segmentation network: ``net`` (a ``_target_`` dict) if given, else ``arch``."""
+    """The segmentation network: ``net`` (a ``_target_`` dict) if given, else ``arch`` (``dynunet``:
+    built from ``plan``; a stand-in until the fit plans it when there is none)."""
     if net:
         from hydra.utils import instantiate
 
@@ -82,6 +86,10 @@ def build_net(
         return BasicUNetSeg(
             num_classes=num_classes, in_channels=in_channels, width=width, dropout=dropout
         )
+    if arch == "dynunet":
+        from lcgan_lightning.models.dynunet_training import UnplannedNet, build_dynunet
+
+        return build_dynunet(plan, num_classes, in_channels, dropout) if plan else UnplannedNet()
     raise ConfigError(f"model.arch={arch!r}: unknown segmenter arch {arch!r}; choose one of {ARCHS} or give net._target_")
 
 
@@ -126,6 +134,7 @@ class Segmenter(pl.LightningModule):
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         momentum: float = 0.9,
+        nesterov: bool = False,
         lr_schedule: str = "constant",
         n_overlay: int = 8,
         overlay_every_n_epochs: int = 1,
@@ -133,9 +142,11 @@ class Segmenter(pl.LightningModule):
         compile: bool = False,
         fused_adam: bool = False,
         postprocess: str = "none",
+        planner: dict | None = None,
+        plan: dict | None = None,
     ) -> None:
         super().__init__()
-        net = to_plain(net)
+        net, planner, plan = to_plain(net), to_plain(planner), to_plain(plan)
         class_weights = to_plain(class_weights)
         if loss not in ("ce", "dice_ce"):
             raise ConfigError(f"model.loss={loss!r}: loss must be 'ce' or 'dice_ce'")
@@ -144,15 +155,16 @@ class Segmenter(pl.LightningModule):
         if lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"model.lr_schedule={lr_schedule!r}: lr_schedule must be one of {LR_SCHEDULES}")
         check_postprocess(postprocess)
+        if nesterov and optimizer == "sgd" and momentum <= 0:
+            raise ConfigError(f"model.nesterov=true: Nesterov SGD needs model.momentum > 0, got {momentum}")
         if class_weights is not None and loss != "ce":
             raise ValueError("class_weights apply to loss=ce only")
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(f"class_weights needs {num_classes} values, got {len(class_weights)}")
         self.save_hyperparameters()
-        self.net = build_net(
-            arch, num_classes, in_channels, width, dropout, pretrained_vgg16, net, batch_norm, fc6_kernel
-        )
-        speed_up(self.net, bool(channels_last), bool(compile))
+        self._set_net(build_net(
+            arch, num_classes, in_channels, width, dropout, pretrained_vgg16, net, batch_norm, fc6_kernel, plan
+        ))
         if class_weights is not None:
             self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
         else:
@@ -168,6 +180,39 @@ class Segmenter(pl.LightningModule):
         self.train_set_size: int | None = None
 
     # ---- network -------------------------------------------------------------------------
+    def _set_net(self, net: nn.Module) -> None:
+        self.net = net
+        speed_up(self.net, bool(self.hparams.get("channels_last")), bool(self.hparams.get("compile")))
+
+    def _plans_net(self) -> bool:
+        """arch=dynunet without a ``net``: the network comes from ``plan``."""
+        return self.hparams.get("arch") == "dynunet" and not self.hparams.get("net")
+
+    def setup(self, stage: str) -> None:
+        """arch=dynunet, fitting: plan the network from the training data unless a plan is given, log it
+        and write <run dir>/plan.json (models/dynunet_training.py)."""
+        if stage != "fit" or not self._plans_net():
+            return
+        from lcgan_lightning.models.dynunet_training import (
+            build_dynunet,
+            plan_for_fit,
+            publish_plan,
+        )
+
+        hp = self.hparams
+        if not hp.get("plan"):
+            hp.plan = plan_for_fit(self.trainer, float(hp.width), hp.get("planner")).as_dict()
+            self._set_net(build_dynunet(hp.plan, int(hp.num_classes), int(hp.in_channels), float(hp.dropout)))
+        publish_plan(hp.plan, self.run_dir, write=self.trainer.is_global_zero)
+
+    def training_outputs(self, images: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """Logits for the training loss: every deep-supervision output (full resolution first) of a
+        planned DynUNet with deep supervision, else the network's output."""
+        forward_deep = getattr(self.net, "forward_deep", None)
+        if forward_deep is not None and self._plans_net() and len(self.hparams.plan["deep_supervision_weights"]) > 1:
+            return cast(list[torch.Tensor], forward_deep(images))
+        return self(images)
+
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """float32 image and int64 mask, converted on this module's device."""
         return model_batch(batch, channels_last=bool(self.hparams.get("channels_last")))
@@ -175,7 +220,11 @@ class Segmenter(pl.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
-    def loss_fn(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    def loss_fn(self, logits: torch.Tensor | list[torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
+        if isinstance(logits, list):  # deep supervision: nnU-Net's weights, masks downsampled (nearest)
+            from lcgan_lightning.models.dynunet_training import deep_supervision_loss
+
+            return deep_supervision_loss(logits, masks, self.hparams.plan["deep_supervision_weights"], self.loss_fn)
         if self._dice_ce is not None:
             return self._dice_ce(logits, masks[:, None])
         return F.cross_entropy(logits, masks, weight=self.class_weights)
@@ -201,7 +250,7 @@ class Segmenter(pl.LightningModule):
 
     @torch.no_grad()
     def encoder_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Pooled encoder features [B, F] (FCN-8s: pool5, BasicUNet: bottleneck), for FID."""
+        """Pooled encoder features [B, F] (FCN-8s: pool5, BasicUNet and DynUNet: bottleneck), for FID."""
         if not hasattr(self.net, "encode"):
             raise NotImplementedError(f"{type(self.net).__name__} has no encode() method")
         was_training = self.training
@@ -214,23 +263,20 @@ class Segmenter(pl.LightningModule):
 
     # ---- training ------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer | OptimizerLRSchedulerConfig:
-        """Adam or SGD; with ``lr_schedule=cosine`` the rate decays from ``lr`` to 0 over the run's
-        optimiser steps (``trainer.estimated_stepping_batches``: max_steps, else the epochs' batches),
-        stepped per batch, so a step budget ends on a settled model instead of a noisy one."""
+        """Adam or SGD (``nesterov``: Nesterov momentum) with ``lr_schedule`` constant, cosine or poly,
+        stepped per optimiser step (:mod:`lcgan_lightning.models.lr_schedules`)."""
         hp = self.hparams
         opt: torch.optim.Optimizer
         if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(
-                self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
-            )
+            opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
+                                  nesterov=bool(hp.get("nesterov", False)))
         else:
             fused: dict[str, Any] = {"fused": True} if hp.get("fused_adam") else {}  # one pass per parameter; not bit-identical
             opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, **fused)
-        if hp.get("lr_schedule", "constant") == "constant":
+        schedule = hp.get("lr_schedule", "constant")
+        if schedule == "constant":
             return opt
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": lr_scheduler(opt, schedule, self.trainer), "interval": "step"}}
 
     def configure_callbacks(self) -> list[pl.Callback]:
         return [
@@ -265,9 +311,18 @@ class Segmenter(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.train_set_size = checkpoint.get("train_set_size")
+        stored = (checkpoint.get("hyper_parameters") or {}).get("plan")
+        if self._plans_net() and stored and stored != self.hparams.get("plan"):
+            # a resumed run whose data now plans differently: the checkpoint's network, so its weights load
+            from lcgan_lightning.models.dynunet_training import build_dynunet
+
+            log.warning("model.plan: the checkpoint's DynUNet plan differs from the one planned now; using the checkpoint's")
+            self.hparams.plan = stored
+            hp = self.hparams
+            self._set_net(build_dynunet(stored, int(hp.num_classes), int(hp.in_channels), float(hp.dropout)))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["image"])
+        logits = self.training_outputs(batch["image"])
         loss = self.loss_fn(logits, batch["mask"])
         self.log(
             "train/loss",

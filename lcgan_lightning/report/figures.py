@@ -24,7 +24,8 @@ def fig7(results: dict[str, Any], path: Path) -> None:
     x = [float(f) * 100 for f in fracs]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for ax, metric in zip(axes, ("dsc", "precision", "recall"), strict=True):
-        for i, key in enumerate(("gan", "traditional", "both")):
+        for i, key in enumerate(k for k in ("gan", "traditional", "both") if any(results["fractions"][f].get(k)
+                                                                                for f in fracs)):
             vs = [(results["fractions"][f].get(key) or {}).get("vs_original", {}).get(metric) for f in fracs]
             ys = np.array([v["diff"] if v and v["diff"] is not None else np.nan for v in vs])
             lo = np.array([v["ci"][0] if v and v["ci"][0] is not None else np.nan for v in vs])

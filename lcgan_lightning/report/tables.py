@@ -48,7 +48,7 @@ def metric_tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:
         spread += " (each repeat with its own patient split and judge)"
     level = results["statistics"]["level"]
     change = (f"Under each variant: Δ vs original [{level * 100:g} % CI] and the verdict (better / no detectable change / "
-              "worse; 'none beyond ±x' is the smallest change the design detects with 80 % power), then Holm's "
+              "worse; '80 % power at ±x': x is the smallest change this comparison detects 4 times in 5), then Holm's "
               "verdict where it differs (family: this table). Method and calibration: above Table 1.")
 
     def row(label: str, key: str, metric: str) -> list[str]:
@@ -61,7 +61,7 @@ def metric_tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:
             cells.append(f"{cell} / {paper:.3f}" if paper is not None else cell)
             changes.append(fmt_change((ours or {}).get("vs_original", {}).get(metric)))
         out = [f"| {label} | " + " | ".join(cells) + " |"]
-        if key != "original":
+        if key != "original" and any(results["fractions"][f].get(key) for f in fracs):
             out.append("| ↳ Δ vs original | " + " | ".join(changes) + " |")
         vs_gan = [(results["fractions"][f].get(key) or {}).get("vs_gan", {}).get(metric) for f in fracs]
         if any(vs_gan):  # new masks / k > 1: against one synthetic CT per training mask
@@ -144,7 +144,9 @@ def inference_section(results: dict[str, Any]) -> list[str]:
                   f"{', '.join(map(str, cal['paired_with']))}) by the same method: {cal['called_difference']} of "
                   f"{cal['comparisons']} comparisons of identical configurations called a difference"
                   + (f" ({rate * 100:.1f} %; nominal {cal['nominal'] * 100:g} %, one-sided binomial p = {cal['p_value']:.3f})"
-                     if rate is not None else "") + ".", ""]
+                     if rate is not None else "")
+                  + (f"; {cal['identical']} more had arms that agree exactly (e.g. neither predicts a class) and "
+                     "cannot call anything" if cal.get("identical") else "") + ".", ""]
         if cal.get("excess"):
             lines += [f"**Warning**: the A/A rate is above the nominal {cal['nominal'] * 100:g} % by more than chance "
                       "allows: treat the verdicts below as optimistic.", ""]
