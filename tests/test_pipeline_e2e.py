@@ -26,7 +26,7 @@ TINY = [
     "data.phantom.num_slices=8",
     "subset_counts=[2,4]",
     "repeats=2",
-    "augments=[none,gan,both,synthetic_only]",
+    "augments=[none,gan,synthetic_only]",
     "calibrate=true",  # the A/A arm: original again with seeds 44, 45
     "judge.max_epochs=1",
     "seg.max_epochs=1",
@@ -70,11 +70,11 @@ def _console_is_quiet_and_complete(run: subprocess.CompletedProcess) -> None:
     events = [line.split("] ", 1)[1] for line in run.stdout.splitlines() if line.startswith("[")]
     for stage in STAGES:
         assert any(e.startswith(f"{stage}: done in ") for e in events), (stage, events)
-    # jobs of the multi-job stages: 2 subsets x 2 repeats (x 4 variants for seg)
-    for stage, n in (("gan", 4), ("select", 2), ("synthesize", 4), ("audit", 4), ("seg", 16), ("calibrate", 4)):
+    # jobs of the multi-job stages: 2 subsets x 2 repeats (x 3 variants for seg)
+    for stage, n in (("gan", 4), ("select", 2), ("synthesize", 4), ("audit", 4), ("seg", 12), ("calibrate", 4)):
         done = [e for e in events if e.startswith(f"{stage} ")]
         assert [e.split(":")[0] for e in done] == [f"{stage} {k}/{n}" for k in range(1, n + 1)], done
-    assert "seg 16/16: n=4 aug=synthetic_only seed=43 done in" in run.stdout
+    assert "seg 12/12: n=4 aug=synthetic_only seed=43 done in" in run.stdout
     assert "calibrate 4/4: n=4 aug=none seed=45 done in" in run.stdout
     for text in NOISE:
         assert text not in run.stdout + run.stderr, text
@@ -110,7 +110,7 @@ def test_tiny_pipeline_end_to_end_and_resume(tiny_run) -> None:
     for seed in (42, 43):
         for f in fracs:
             manifest = json.loads((lay.synthetic_dir(f, seed) / "manifest.json").read_text())
-            for aug in ("none", "gan", "both", "synthetic_only"):
+            for aug in ("none", "gan", "synthetic_only"):
                 assert (lay.seg_dir(f, aug, seed) / "test_metrics.json").exists()
             assert (lay.seg_dir(f, "none", seed + 2) / "test_metrics.json").exists()  # the A/A arm
             # the audit stage: one audit.json per set, made from this set with the run's judge
@@ -141,10 +141,10 @@ def test_tiny_pipeline_end_to_end_and_resume(tiny_run) -> None:
     assert set(results["statistics"]["families"]) >= {"Table 1, strict DSC", "Table 3, per-class DSC"}
     selected = json.loads(lay.selected(42).read_text())
     for f, block in results["fractions"].items():
-        assert {"original", "gan", "both", "selected", "selected_per_repeat", "patients"} <= set(block)
-        for variant in ("original", "gan", "both"):
+        assert {"original", "gan", "synthetic_only", "selected", "selected_per_repeat", "patients"} <= set(block)
+        for variant in ("original", "gan"):
             _metric_schema(block[variant])
-        for variant in ("gan", "both"):
+        for variant in ("gan", "synthetic_only"):
             vs = block[variant]["vs_original"]["dsc"]
             assert vs["verdict"] in ("better", "no detectable change", "worse")  # two repeats: estimable
             assert vs["ci"][0] <= vs["diff"] <= vs["ci"][1] and vs["df"] >= 1
@@ -165,7 +165,8 @@ def test_tiny_pipeline_end_to_end_and_resume(tiny_run) -> None:
     judge = json.loads((run_dir / "judge" / "test_metrics.json").read_text())
     full_row = next(line for line in table1 if line.startswith("| Entire dataset"))
     assert f"{judge['dsc']:.3f} / 0.628" in full_row
-    for aug, label in (("none", "Selected (original)"), ("gan", "+ GAN generated"), ("both", "+ both")):
+    for aug, label in (("none", "Selected (original)"), ("gan", "+ GAN generated"),
+                       ("synthetic_only", "Synthetic only (TSTR)")):
         row = next(line for line in table1 if line.startswith(f"| {label}"))
         cells = [c.strip() for c in row.strip("|").split("|")[1:]]
         for f, cell in zip(fracs, cells, strict=True):
@@ -194,5 +195,5 @@ def test_tiny_pipeline_end_to_end_and_resume(tiny_run) -> None:
     # each job's full output is in its run dir, a sweep's own lines in the sweep dir
     job_log = (lay.seg_dir(fracs[0], "gan", 42) / "stdout.log").read_text()
     assert "test metrics: dsc" in job_log and "Tip" not in job_log
-    assert "Launching 16 jobs locally" in (run_dir / "seg" / "stdout.log").read_text()
+    assert "Launching 12 jobs locally" in (run_dir / "seg" / "stdout.log").read_text()
     assert state["stages"]["gan"]["status"] == "ran" and state["stages"]["gan"]["wall_s"] > 0

@@ -68,7 +68,10 @@ def _verdict_notes(results: dict[str, Any]) -> list[Any]:
         notes.append(Text("One training run per arm: no verdict is computed (seed noise cannot be estimated); "
                           "use repeats >= 3 for verdicts.", style="yellow"))
     cal = results.get("calibration") or {}
-    if cal.get("enabled") and cal.get("rate") is not None:
+    if cal.get("enabled") and cal.get("rate") is None:
+        notes.append(Text(f"A/A calibration: no comparison to count ({cal.get('identical', 0)} with arms that agree "
+                          "exactly, e.g. neither predicts a lesion).", style="dim"))
+    elif cal.get("enabled"):
         line = (f"A/A calibration: {cal['called_difference']} of {cal['comparisons']} comparisons of identical "
                 f"configurations called a difference ({cal['rate'] * 100:.1f} %, nominal {cal['nominal'] * 100:g} %)")
         if cal.get("excess"):
