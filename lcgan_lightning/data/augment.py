@@ -22,8 +22,8 @@ import math
 import albumentations as A
 import cv2
 import numpy as np
-import torch
 
+from lcgan_lightning.data.seeded_transform import SeededSampleTransform
 from lcgan_lightning.data.slices import SliceSet
 
 REFERENCE_SIZE = 256
@@ -76,33 +76,19 @@ def make_traditional_set(slices: SliceSet, seed: int) -> tuple[np.ndarray, np.nd
     return images, masks
 
 
-class OnlineAugmentation:
-    """Picklable `SliceDataset` transform drawing fresh random levels for every sample.
-
-    The training loader seeds each sample (`seed_next`, from its epoch's shuffle seed and position), so
-    the levels do not depend on DataLoader workers or on where a run was resumed. Without a sample
-    seed each process seeds its pipeline once from torch.initial_seed().
-    """
+class OnlineAugmentation(SeededSampleTransform):
+    """The paper's traditional augmentation on the fly, fresh random levels for every sample (seeding:
+    `SeededSampleTransform`)."""
 
     def __init__(self, image_size: int):
+        super().__init__()
         self.image_size = image_size
-        self._transform: A.Compose | None = None
-        self._pid_seed: int | None = None
-        self._next_seed: int | None = None
 
-    def seed_next(self, seed: int) -> None:
-        """Seed the levels of the next call."""
-        self._next_seed = int(seed) % 2**32
+    def _build(self, seed: int) -> A.Compose:
+        return paper_augmentation(self.image_size, seed=seed)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        seed = torch.initial_seed() % 2**32
-        if self._transform is None or (self._pid_seed != seed and self._next_seed is None):
-            self._transform = paper_augmentation(self.image_size, seed=seed)
-            self._pid_seed = seed
-        if self._next_seed is not None:
-            self._transform.set_random_seed(self._next_seed)
-            self._next_seed = None
+    def _reseed(self, seed: int) -> None:
+        self._transform.set_random_seed(seed)
+
+    def _apply(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return augment_pair(self._transform, image, mask)
-
-    def __getstate__(self) -> dict:
-        return {"image_size": self.image_size, "_transform": None, "_pid_seed": None, "_next_seed": None}

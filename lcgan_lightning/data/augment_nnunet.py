@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from lcgan_lightning.data.seeded_transform import SeededSampleTransform
+
 ROTATE_RAD, P_ROTATE = math.pi, 0.2
 ZOOM, P_ZOOM = (0.7, 1.4), 0.2
 ELASTIC_SPACING_PX, ELASTIC_MAGNITUDE_PX, P_ELASTIC = 20.0, (0.0, 3.3), 0.2
@@ -79,33 +81,24 @@ def nnunet_transforms(spatial: bool = True, intensity: bool = True) -> Any:
                       *(mirror if spatial else [])])
 
 
-class NnUNetAugmentation:
-    """Picklable `SliceDataset` transform: nnU-Net's augmentation with fresh random levels per sample.
-
-    Seeded per sample by the training loader (`seed_next`); without a sample seed each process seeds
-    its pipeline once from torch.initial_seed() (as `OnlineAugmentation`).
-    """
+class NnUNetAugmentation(SeededSampleTransform):
+    """nnU-Net's augmentation with fresh random levels for every sample (seeding:
+    `SeededSampleTransform`, as `OnlineAugmentation`)."""
 
     def __init__(self, image_size: int, spatial: bool = True, intensity: bool = True):
+        super().__init__()
         self.image_size = image_size
         self.spatial, self.intensity = bool(spatial), bool(intensity)
-        self._transform: Any = None  # a MONAI Compose, built in the process that uses it
-        self._pid_seed: int | None = None
-        self._next_seed: int | None = None
 
-    def seed_next(self, seed: int) -> None:
-        """Seed the levels of the next call."""
-        self._next_seed = int(seed) % 2**32
+    def _build(self, seed: int) -> Any:
+        transform = nnunet_transforms(self.spatial, self.intensity)  # a MONAI Compose
+        _seed_all(transform, seed)
+        return transform
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        seed = torch.initial_seed() % 2**32
-        if self._transform is None or (self._pid_seed != seed and self._next_seed is None):
-            self._transform = nnunet_transforms(self.spatial, self.intensity)
-            self._seed_all(seed)
-            self._pid_seed = seed
-        if self._next_seed is not None:
-            self._seed_all(self._next_seed)
-            self._next_seed = None
+    def _reseed(self, seed: int) -> None:
+        _seed_all(self._transform, seed)
+
+    def _apply(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from monai.data import get_track_meta, set_track_meta
         from monai.utils import convert_to_numpy
 
@@ -125,12 +118,9 @@ class NnUNetAugmentation:
         lab = np.rint(convert_to_numpy(out["label"])[0])
         return img.astype(np.float32), lab.astype(np.uint8)
 
-    def _seed_all(self, seed: int) -> None:
-        """One NumPy generator, seeded with `seed`, drawn from by every transform in order."""
-        state = np.random.RandomState(seed)
-        for transform in self._transform.transforms:
-            transform.set_random_state(state=state)
 
-    def __getstate__(self) -> dict:
-        return {"image_size": self.image_size, "spatial": self.spatial, "intensity": self.intensity,
-                "_transform": None, "_pid_seed": None, "_next_seed": None}
+def _seed_all(transform: Any, seed: int) -> None:
+    """One NumPy generator, seeded with `seed`, drawn from by every transform in order."""
+    state = np.random.RandomState(seed)
+    for t in transform.transforms:
+        t.set_random_state(state=state)
