@@ -16,7 +16,8 @@ transfer, G+D step, framework bookkeeping; device synchronised), median over the
 machines); throughput = batch / median step time. `--repeats` alternates plain/Lightning runs and keeps
 each implementation's fastest median.
 
-`--loader`, `--mask-bank`, `--audit` and `--verdicts` time other operations instead (lcgan_lightning.bench_operations).
+`--loader`, `--mask-bank`, `--audit` and `--verdicts` time other operations instead (lcgan_lightning.bench_operations);
+`--generators` the time to images of LcGAN, SPADE and diffusion (lcgan_lightning.bench_generators).
 """
 
 from __future__ import annotations
@@ -251,13 +252,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="time the audit instead: 1000 synthetic vs 800 real slices at 128², stand-in judge")
     p.add_argument("--verdicts", action="store_true",
                    help="time the paired comparisons of every metric instead: 5 vs 5 runs, 40 test patients")
+    p.add_argument("--generators", action="store_true",
+                   help="time image generation instead: lcgan, spade, diffusion at --sizes (default widths)")
+    p.add_argument("--generator-images", type=int, default=8, help="images per generator (--generators)")
+    p.add_argument("--diffusion-steps", default="20", help="DDIM steps, comma-separated (--generators)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.child:
         print("BENCH_RESULT " + json.dumps(_run_one(json.loads(args.child))), flush=True)
         return {}
-    if args.loader or args.mask_bank or args.audit or args.verdicts:
+    if args.loader or args.mask_bank or args.audit or args.verdicts or args.generators:
         return _write(args, _operations(args))
 
     import torch
@@ -320,7 +325,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _operations(args: argparse.Namespace) -> dict[str, Any]:
-    """The timings of --loader / --mask-bank / --audit / --verdicts (lcgan_lightning.bench_operations)."""
+    """The timings of --loader / --mask-bank / --audit / --verdicts (lcgan_lightning.bench_operations)
+    and --generators (lcgan_lightning.bench_generators)."""
     from lcgan_lightning import bench_operations as ops
 
     out: dict[str, Any] = {}
@@ -333,6 +339,15 @@ def _operations(args: argparse.Namespace) -> dict[str, Any]:
         out["audit"] = ops.audit_timing()
     if args.verdicts:
         out["verdicts"] = ops.verdicts_timing()
+    if args.generators:
+        from lcgan_lightning.bench_generators import generators_timing
+
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        out["generators"] = [r for size in _ints(args.sizes) for r in generators_timing(
+            size, args.generator_images, tuple(_ints(args.diffusion_steps)), repeats=max(1, args.repeats))]
     return out
 
 

@@ -37,10 +37,14 @@ def _subset(data: Any) -> str:
     return f"frac={data.get('fraction', 1.0) if data is not None else 1.0}"
 
 
+# the generator LightningModules by class name -> their model config name (W&B names and tags)
+GENERATOR_MODELS = {"LcGAN": "lcgan", "SpadeGAN": "spade", "MaskDiffusion": "diffusion"}
+
+
 def _model_name(model: Any) -> str:
     target = str(model.get("_target_", "")) if model is not None else ""
-    if target.endswith(".LcGAN"):
-        return "lcgan"
+    if target.rsplit(".", 1)[-1] in GENERATOR_MODELS:
+        return GENERATOR_MODELS[target.rsplit(".", 1)[-1]]
     return str(model.get("arch", target.rsplit(".", 1)[-1] or "model")) if model is not None else "model"
 
 
@@ -52,8 +56,8 @@ def run_name(root: Any) -> str:
         return "judge"
     data, model, seed = root.get("data"), root.get("model"), root.get("seed")
     name = _model_name(model)
-    if name == "lcgan":
-        return f"lcgan {_subset(data)} seed={seed}"
+    if name in GENERATOR_MODELS.values():
+        return f"{name} {_subset(data)} seed={seed}"
     augment = data.get("augment", "none") if data is not None else "none"
     return f"{'seg' if task in ('seg', 'train') else task} {name} {_subset(data)} aug={augment} seed={seed}"
 

@@ -28,3 +28,15 @@ WINDOWS: dict[str, tuple[float, float]] = {
     "subdural": (80.0, 200.0),
     "bone": (600.0, 2800.0),
 }
+
+# Segmentation networks (`model=` / `seg.model` / `judge.model`) as the report and console name them.
+SEGMENTER_NAMES: dict[str, str] = {
+    "fcn8s": "FCN-8s",
+    "basicunet": "BasicUNet",
+    "dynunet": "DynUNet (nnU-Net-style)",
+}
+
+
+def segmenter_name(model: str | None) -> str:
+    """Display name of a segmentation network (the config name itself when it has none; FCN-8s if unset)."""
+    return SEGMENTER_NAMES.get(model or "fcn8s", str(model))

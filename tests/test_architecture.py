@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
     "lcgan_lightning.audit": 2,
     "lcgan_lightning.bench": 2,
     "lcgan_lightning.bench_operations": 2,
+    "lcgan_lightning.bench_generators": 2,
     "lcgan_lightning.pipeline": 3,
     "lcgan_lightning.gpu_check": 3,
     "lcgan_lightning.report": 3,

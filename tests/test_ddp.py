@@ -78,10 +78,16 @@ def test_lcgan_trains_under_cpu_ddp_and_its_checkpoints_load(tmp_path):
 
 
 @pytest.mark.slow
-def test_segmenter_ddp_test_files_equal_a_single_process_test(tmp_path):
+@pytest.mark.parametrize("model", ["fcn8s", "dynunet"])
+def test_segmenter_ddp_test_files_equal_a_single_process_test(tmp_path, model):
+    """dynunet: deep-supervision heads train under DDP (no unused parameter), one plan.json (rank 0)."""
     run = tmp_path / "seg"
-    _train(["model=fcn8s", *TINY_DATA, *DDP, "data.batch_size=4", "data.eval_batch_size=2", "model.width=0.125",
+    _train([f"model={model}", *TINY_DATA, *DDP, "data.batch_size=4", "data.eval_batch_size=2", "model.width=0.125",
             "model.n_overlay=0", f"hydra.run.dir={run}"], tmp_path)
+    if model == "dynunet":
+        plan = json.loads((run / "plan.json").read_text())
+        assert plan["patch_size"] == [32, 32] and len(plan["strides"]) == len(plan["kernels"])
+        assert len(plan["deep_supervision_weights"]) > 1  # the heads were trained under DDP
     ddp_pred = dict(np.load(run / "predictions.npz"))
     ddp_metrics = json.loads((run / "test_metrics.json").read_text())
 

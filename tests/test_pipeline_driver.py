@@ -163,3 +163,25 @@ def test_plan_seeds_round_trip_through_plan_json(tmp_path: Path) -> None:
     assert RunPlan.load(tmp_path / "run_plan.json") == p
     with pytest.raises(FileNotFoundError, match="no run_plan.json"):
         RunPlan.load(tmp_path / "nothing.json")
+
+
+def test_finished_segmenters_of_another_network_stop_the_run_by_name(tmp_path: Path) -> None:
+    """seg/ and judge/ folders do not name the network: a run asking for another one must not count them."""
+    from lcgan_lightning.pipeline.stages.seg import check_network
+
+    def finished(name: str, model: str) -> Job:
+        d = tmp_path / name
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra" / "overrides.yaml").write_text(f"- data=pipeline\n- model={model}\n- seed=1\n")
+        (d / "train_result.json").write_text("{}")
+        return Job(name, d)
+
+    same, other = finished("seg/frac=0.1/aug=none/seed=1", "fcn8s"), finished("judge", "basicunet")
+    unfinished = Job("seg/frac=0.1/aug=gan/seed=1", tmp_path / "nothing")
+    check_network([same, unfinished], "fcn8s")  # same network, or nothing trained yet: fine
+    with pytest.raises(PipelineError, match=r"judge: trained with model=basicunet, but this run asks for "
+                                            r"judge.model=dynunet") as err:
+        check_network([other], "dynunet", key="judge.model")
+    assert "new run dir" in err.value.hint
+    with pytest.raises(PipelineError, match=r"seed=1: trained with model=fcn8s, but this run asks for seg.model=dynunet"):
+        check_network([same], "dynunet")

@@ -363,3 +363,19 @@ def test_one_run_per_arm_prints_no_verdict_word(tmp_path: Path) -> None:
     assert results["calibration"] == {"enabled": False,
                                       "reason": "calibrate=false: no A/A runs (set calibrate=true to train them)"}
     assert results["fractions"]["0.1"]["design"] == {"seed_sd_dsc": None, "detectable_dsc": None}
+
+
+def test_tables_name_the_segmenter_and_a_judge_of_another_network(tmp_path: Path) -> None:
+    _fake_run(tmp_path, seeds=(1,))
+    lay = RunLayout(tmp_path)
+    report = write_report(tmp_path, scale="smoke").read_text()
+    assert "## Table 1 — DSC — segmenter: FCN-8s" in report  # no seg.model in the config: the default
+    assert "| Entire dataset (100 %) |" in report
+    lay.pipeline_config.write_text("seed: 1\nrepeats: 1\ndata:\n  image_size: 16\n"
+                                   "seg:\n  model: dynunet\njudge:\n  model: basicunet\n")
+    report = write_report(tmp_path, scale="smoke").read_text()
+    for heading in ("## Table 1 — DSC", "## Table 2 — detection precision and recall (test set)",
+                    "## Table 3 — DSC per class (ours / paper)"):
+        assert f"{heading} — segmenter: DynUNet (nnU-Net-style)" in report
+    assert "| Entire dataset (100 %, BasicUNet judge) |" in report
+    assert "Table 1 — test DSC of DynUNet (nnU-Net-style)" in _console_text(json.loads(lay.results.read_text()))

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lcgan_lightning.console.jobs import clock
+from lcgan_lightning.constants import segmenter_name
 from lcgan_lightning.run_plan import subset_title
 from lcgan_lightning.variants import variants_in
 
@@ -30,8 +31,8 @@ def run_summary(results: dict[str, Any] | None, state: dict[str, Any]) -> Group:
 def _table1(results: dict[str, Any]) -> Table:
     repeats = int(results.get("repeats", 1))
     level = results.get("statistics", {}).get("level", 0.95)
-    table = Table(title=f"Table 1 — test DSC, mean of {repeats} repeat(s); Δ vs original [{level * 100:g} % CI over "
-                        "training runs and test patients]",
+    table = Table(title=f"Table 1 — test DSC of {segmenter_name(results.get('seg_model'))}, mean of {repeats} repeat(s); "
+                        f"Δ vs original [{level * 100:g} % CI over training runs and test patients]",
                   box=box.SIMPLE_HEAD, show_edge=False, title_justify="left", pad_edge=False, collapse_padding=True)
     for col, justify in (("subset", "left"), ("training data", "left"), ("DSC", "right"),
                          ("Δ DSC [CI]", "right"), ("verdict", "left"), ("Holm", "left"), ("80 % power", "right")):

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 # what a candidate (generator-only) checkpoint keeps of Lightning's full one
 GENERATOR_CKPT_KEYS = ("epoch", "global_step", "pytorch-lightning_version", "hyper_parameters", "hparams_name",
-                       "datamodule_hyper_parameters", "datamodule_hparams_name", "run_config")
+                       "datamodule_hyper_parameters", "datamodule_hparams_name", "run_config",
+                       "generator_kind")
 
 
 def resumes_mid_epoch(trainer: pl.Trainer) -> bool:

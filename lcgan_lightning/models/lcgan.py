@@ -9,22 +9,14 @@ one G step per batch (manual optimisation). x = lesion mask (one-hot or palette 
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
-import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanAbsoluteError
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from lcgan_lightning.batch import model_batch, speed_up
+from lcgan_lightning.batch import speed_up
 from lcgan_lightning.errors import ConfigError
-from lcgan_lightning.layout import CHECKPOINTS
-from lcgan_lightning.models.checkpointing import PaperEpochCheckpoint
 from lcgan_lightning.models.discriminator import PatchDiscriminator
 from lcgan_lightning.models.generator import (
     CONDITIONS,
@@ -35,12 +27,10 @@ from lcgan_lightning.models.generator import (
     init_pix2pix_weights,
     sample_images,
 )
-from lcgan_lightning.models.sample_panels import GANPanels
+from lcgan_lightning.models.generator_module import MaskToImageModule, epoch_seed
 
 if TYPE_CHECKING:
     from pytorch_lightning.core.optimizer import LightningOptimizer
-    from pytorch_lightning.utilities import AttributeDict
-    from torch.optim.lr_scheduler import LRScheduler
 
 LR_POLICIES = ("constant", "linear")
 # logged as train/<name>_step (every log_every_n_steps) and train/<name>_epoch (epoch mean)
@@ -61,12 +51,10 @@ def generator_loss(logits_fake: torch.Tensor, fake: torch.Tensor, real: torch.Te
     return g_gan + lambda_l1 * g_l1, g_gan, g_l1
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """Seed for the RNGs at the start of `epoch` (so a resumed run draws the same dropout masks and order)."""
-    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2**32)
+__all__ = ["LcGAN", "discriminator_loss", "epoch_seed", "generator_loss"]
 
 
-class LcGAN(pl.LightningModule):
+class LcGAN(MaskToImageModule):
     """Lesion-conditional GAN. Batches are dicts with "mask_onehot" [B,6,H,W] and "image" [B,1,H,W] in [-1,1].
 
     Args:
@@ -96,15 +84,9 @@ class LcGAN(pl.LightningModule):
             the default implementation, so off unless asked for.
     """
 
-    # DDP: the D step's backward reaches no generator parameter (and the G step none of D's, which are
-    # frozen by toggle_optimizer), so DDP must look for unused parameters; lcgan-train switches
-    # `strategy: ddp` to `ddp_find_unused_parameters_true` for modules that set this
-    DDP_FIND_UNUSED_PARAMETERS = True
-
-    if TYPE_CHECKING:  # save_hyperparameters() stores an AttributeDict (Lightning types it more widely)
-
-        @property
-        def hparams(self) -> AttributeDict: ...
+    GENERATOR_KIND = "lcgan"
+    TRAIN_LOSSES = TRAIN_LOSSES
+    generator: UNetGenerator
 
     def __init__(
         self,
@@ -159,17 +141,9 @@ class LcGAN(pl.LightningModule):
         for net in (self.generator, self.discriminator):
             speed_up(net, bool(channels_last), bool(compile))
 
-        # validation metrics: L1 on the [-1,1] scale; SSIM and PSNR on images rescaled to [0,1] (data_range 1)
-        self.val_l1 = MeanAbsoluteError()
-        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
-        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))
-        self._loss_sum: torch.Tensor | None = None
-        self._loss_n = 0
+        self._init_shared()  # validation metrics, loss sums
 
     # ---- forward / helpers -------------------------------------------------------------
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        """float32 image, int64 mask and the one-hot, built on this module's device."""
-        return model_batch(batch, onehot=True, channels_last=bool(self.hparams.get("channels_last")))
 
     def condition(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return encode_condition(batch["mask_onehot"].float(), self.hparams.condition)
@@ -181,33 +155,6 @@ class LcGAN(pl.LightningModule):
         return self.discriminator(torch.cat([cond, image], dim=1))
 
     # ---- training ----------------------------------------------------------------------
-    # Reproducible resume: the RNGs (dropout masks, shuffling) are reseeded from (seed, epoch) before each
-    # epoch's first random draw. Lightning draws the first epoch's shuffle order of a fit before
-    # `on_train_epoch_start`, so the reseed happens at the end of the previous epoch, at fit start,
-    # and when a checkpoint is loaded (sanity validation runs under Lightning's isolate_rng).
-    def _reseed(self, epoch: int) -> None:
-        # + rank: DDP processes draw different dropout masks (rank 0 = the single-device stream)
-        rank = self.global_rank if self._trainer is not None else 0
-        s = (epoch_seed(self.hparams.seed, epoch) + rank) % (2**32)
-        torch.manual_seed(s)
-        np.random.seed(s)
-        random.seed(s)
-
-    def on_fit_start(self) -> None:
-        self._reseed(getattr(self, "_start_epoch", 0))
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # the epoch's running loss sums (train/<name>_epoch), for a checkpoint written mid-epoch
-        checkpoint["train_loss_sums"] = {"sum": self._loss_sum, "n": self._loss_n}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # from an epoch end the run continues with the next epoch; from a mid-epoch checkpoint the
-        # training loader restores the RNG states it saved (lcgan_lightning.data.resumable)
-        self._start_epoch = int(checkpoint.get("epoch", -1)) + 1
-        self._reseed(self._start_epoch)
-        sums = checkpoint.get("train_loss_sums") or {}
-        self._loss_sum, self._loss_n = sums.get("sum"), int(sums.get("n", 0))
-
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         opt_g, opt_d = cast("list[LightningOptimizer]", self.optimizers())  # configure_optimizers: two
         cond = self.condition(batch)
@@ -215,49 +162,12 @@ class LcGAN(pl.LightningModule):
         fake = self.generator(cond)
 
         # D: one step on real and (detached) fake pairs
-        self.toggle_optimizer(opt_d)
-        loss_d, d_real, d_fake = discriminator_loss(self._d_logits(cond, real), self._d_logits(cond, fake.detach()))
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss_d)
-        opt_d.step()
-        self.untoggle_optimizer(opt_d)
-
+        _, d_real, d_fake = self._optimise(
+            opt_d, lambda: discriminator_loss(self._d_logits(cond, real), self._d_logits(cond, fake.detach())))
         # G: fool the updated D + λ·L1
-        self.toggle_optimizer(opt_g)
-        loss_g, g_gan, g_l1 = generator_loss(self._d_logits(cond, fake), fake, real, self.hparams.lambda_l1)
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss_g)
-        opt_g.step()
-        self.untoggle_optimizer(opt_g)
-
-        # Lightning's self.log costs ~1 ms per metric and call on CPU: keep running sums here, hand the
-        # step values to self.log only on the steps the loggers write (log_every_n_steps), and log the
-        # epoch means in on_train_epoch_end -> train/<name>_step and train/<name>_epoch.
-        losses = torch.stack([g_gan, g_l1, d_real, d_fake, loss_g]).detach()
-        self._loss_sum = losses if self._loss_sum is None else self._loss_sum + losses
-        self._loss_n += 1
-        if self._logs_this_step():
-            self.log_dict({f"train/{k}_step": v for k, v in zip(TRAIN_LOSSES, losses, strict=True)},
-                          on_step=True, on_epoch=False, batch_size=real.shape[0])
-
-    def _logs_this_step(self) -> bool:
-        connector = getattr(self.trainer, "_logger_connector", None)
-        return bool(getattr(connector, "should_update_logs", True))
-
-    def on_train_epoch_start(self) -> None:
-        self._loss_sum, self._loss_n = None, 0
-
-    def on_train_epoch_end(self) -> None:
-        if self._loss_n:
-            assert self._loss_sum is not None  # set with _loss_n
-            means = self._loss_sum / self._loss_n
-            self.log_dict({f"train/{k}_epoch": v for k, v in zip(TRAIN_LOSSES, means, strict=True)},
-                          on_step=False, on_epoch=True, sync_dist=True)
-        self._loss_sum, self._loss_n = None, 0
-        # configure_optimizers: two LambdaLRs, or none
-        for sched in cast("list[LRScheduler] | None", self.lr_schedulers()) or []:
-            sched.step()
-        self._reseed(self.current_epoch + 1)
+        loss_g, g_gan, g_l1 = self._optimise(
+            opt_g, lambda: generator_loss(self._d_logits(cond, fake), fake, real, self.hparams.lambda_l1))
+        self._record_losses(torch.stack([g_gan, g_l1, d_real, d_fake, loss_g]), real.shape[0])
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -279,28 +189,6 @@ class LcGAN(pl.LightningModule):
         # pix2pix: lr·(1 − max(0, e + 1 − n_const) / (n_decay + 1)) for 0-based epoch e
         return lambda epoch: 1.0 - max(0, epoch + 1 - n_const) / float(n_decay + 1)
 
-    def configure_callbacks(self):
-        root = Path(self.trainer.default_root_dir) if self._trainer is not None else Path.cwd()
-        every = self.hparams.get("last_ckpt_every_n_epochs", 1)
-        return [PaperEpochCheckpoint(root / CHECKPOINTS, self.hparams.save_epochs,
-                                     last_every_n_steps=self.hparams.get("last_every_n_steps"),
-                                     last_every_n_epochs=every),
-                GANPanels(self.hparams.n_panel)]
-
-    # ---- validation --------------------------------------------------------------------
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        cond = self.condition(batch)
-        real = batch["image"].float()
-        fake = sample_images(self.generator, cond, seed=self.hparams.seed + batch_idx, dropout=True,
-                             norm_stats=self.hparams.sample_norm_stats).float()
-        # metrics in fp32 outside autocast: bf16 runs (trainer=gpu_bf16) score like fp32 ones
-        with torch.autocast(self.device.type, enabled=False):
-            self.val_l1.update(fake, real)
-            fake01, real01 = (fake + 1) / 2, (real + 1) / 2
-            self.val_ssim.update(fake01, real01)
-            self.val_psnr.update(fake01, real01)
-        bs = real.shape[0]
-        self.log("val/L1", self.val_l1, on_epoch=True, batch_size=bs)
-        self.log("val/SSIM", self.val_ssim, on_epoch=True, prog_bar=True, batch_size=bs)
-        self.log("val/PSNR", self.val_psnr, on_epoch=True, batch_size=bs)
-        return {"fake": fake.detach()}
+    def sample_batch(self, batch: dict[str, torch.Tensor], seed: int) -> torch.Tensor:
+        return sample_images(self.generator, self.condition(batch), seed=seed, dropout=True,
+                             norm_stats=self.hparams.sample_norm_stats)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lcgan_lightning.comparison import fmt_change
-from lcgan_lightning.constants import LESION_CLASSES
+from lcgan_lightning.constants import LESION_CLASSES, segmenter_name
 from lcgan_lightning.layout import RunLayout, fraction_key
 from lcgan_lightning.paper_numbers import PAPER
 from lcgan_lightning.report.results import read_json
@@ -77,22 +77,23 @@ def metric_tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:
             lines += row(v.label, v.key, metric)
         full = fmt(results["full"][metric])
         judge = results.get("judge_model")
-        other = f", {judge} judge" if judge and judge != results.get("seg_model") else ""  # not the subsets' network
+        other = f", {segmenter_name(judge)} judge" if judge and judge != results.get("seg_model") else ""  # not the subsets' network
         lines += [f"| Entire dataset (100 %{other}) | {full}" + (f" / {full_paper:.3f}" if full_paper else "") + " |", ""]
         return lines
 
-    lines = ["## Table 1 — DSC", "",
+    net = f" — segmenter: {segmenter_name(results.get('seg_model'))}"
+    lines = [f"## Table 1 — DSC{net}", "",
              f"Strict DSC as in the paper: per test image, mean Dice over the lesion classes present in truth or "
              f"prediction (background ignored), averaged over images; {spread}. {change}", ""]
     lines += table("dsc", PAPER["full"]["dsc"])
     lines += ["**Binary lesion DSC** (any lesion vs background, per image; not in the paper)", ""]
     lines += table("binary_dsc", None)
-    lines += ["## Table 2 — detection precision and recall (test set)", "",
+    lines += [f"## Table 2 — detection precision and recall (test set){net}", "",
               f"Lesion components matched at Dice ≥ 0.25 (docs/metrics.md); {spread}. {change}", ""]
     for metric in ("precision", "recall"):
         lines += [f"**{metric}**", ""] + table(metric, PAPER["full"][metric])
 
-    lines += ["## Table 3 — DSC per class (ours / paper)", "",
+    lines += [f"## Table 3 — DSC per class (ours / paper){net}", "",
               "Per class: mean Dice over the test images whose TRUTH holds the class (the definition that "
               "matches the paper's per-class values, which lie far above its overall DSC); mean over repeats, "
               "then the verdict of the paired comparison with original.", ""]

@@ -32,7 +32,11 @@ class Stage:
     def is_current(self, ctx: PipelineContext) -> bool:
         """Nothing to do: every job is finished (a stage without jobs always runs)."""
         jobs = self.jobs(ctx)
+        self.check_finished(ctx, jobs)
         return bool(jobs) and all(job.finished for job in jobs)
+
+    def check_finished(self, ctx: PipelineContext, jobs: list[Job]) -> None:
+        """Raise PipelineError when a finished job cannot count for this run (default: every one can)."""
 
     def run(self, ctx: PipelineContext) -> None:
         """Do the work (through `ctx.launch`)."""

@@ -15,7 +15,7 @@ from lcgan_lightning.layout import SEG_SUBDIR
 from lcgan_lightning.pipeline.args import quoted
 from lcgan_lightning.pipeline.context import PipelineContext
 from lcgan_lightning.pipeline.stages.base import Stage
-from lcgan_lightning.pipeline.stages.seg import synthetic_data_args
+from lcgan_lightning.pipeline.stages.seg import check_network, synthetic_data_args
 from lcgan_lightning.variants import ORIGINAL
 
 
@@ -26,6 +26,9 @@ class CalibrateStage(Stage):
         plan = ctx.plan
         return [Job(plan.label(f, s, aug=ORIGINAL), ctx.layout.seg_dir(f, ORIGINAL, s))
                 for f in plan.fractions for s in plan.calibration_seeds]
+
+    def check_finished(self, ctx: PipelineContext, jobs: list[Job]) -> None:
+        check_network(jobs, ctx.cfg.seg.model)
 
     def wanted(self, cfg: DictConfig) -> bool:
         return super().wanted(cfg) and bool(cfg.get("calibrate", False))

@@ -7,6 +7,7 @@ import json
 from lcgan_lightning.console import Job
 from lcgan_lightning.pipeline.context import PipelineContext
 from lcgan_lightning.pipeline.stages.base import Stage
+from lcgan_lightning.pipeline.stages.seg import check_network
 
 
 class JudgeStage(Stage):
@@ -14,6 +15,9 @@ class JudgeStage(Stage):
 
     def jobs(self, ctx: PipelineContext) -> list[Job]:
         return [Job(ctx.plan.label(seed=s), ctx.layout.judge_dir_of(s)) for s in ctx.plan.judge_seeds]
+
+    def check_finished(self, ctx: PipelineContext, jobs: list[Job]) -> None:
+        check_network(jobs, ctx.cfg.judge.get("model") or ctx.cfg.seg.model, key="judge.model")
 
     def run(self, ctx: PipelineContext) -> None:
         cfg, dscs = ctx.cfg, []
