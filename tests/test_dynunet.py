@@ -241,7 +241,7 @@ def test_cpu_study_dynunet_keeps_the_judge_and_trains_with_adam():
     assert {k: v for k, v in a.model.items() if k not in unused} == {k: v for k, v in b.model.items() if k not in unused}
     assert a.model.arch == "basicunet" and a.trainer.max_steps == b.trainer.max_steps == 3000
     seg = _compose("train", ["data=phantom", f"model={dyn.seg.model}", *dyn.seg.overrides])
-    assert seg.trainer.max_steps == 150 and seg.model.width == 0.25 and seg.model.lr_schedule == "cosine"
+    assert seg.trainer.max_steps == 400 and seg.model.width == 0.25 and seg.model.lr_schedule == "cosine"
     assert seg.model.optimizer == "adam" and seg.model.lr == 3.0e-3 and seg.model.weight_decay == 0.0
     paper = _compose("pipeline", ["scale=paper_dynunet"])
     assert paper.seg.model == "dynunet" and paper.judge.model is None
