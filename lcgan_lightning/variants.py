@@ -13,8 +13,11 @@ Adding an augment = one `Augment(...)` line in `AUGMENTS` (and its data in
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from lcgan_lightning.generator_families import generator_of
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,14 @@ class Variant:
 
     @property
     def label(self) -> str:
-        return self.augment.label if self.per_mask == 1 else f"{self.augment.label} (k={self.per_mask})"
+        return self.label_for(None)
+
+    def label_for(self, generator: str | None) -> str:
+        """Row title naming the generator of its synthetic images ("+ GAN generated (SPADE, k=2)");
+        `generator` None (the paper's LcGAN) or a variant without synthetic images: the plain label."""
+        notes = [generator] if generator and (self.augment.reads_synthetic or self.augment.reads_novel) else []
+        notes += [f"k={self.per_mask}"] if self.per_mask > 1 else []
+        return f"{self.augment.label} ({', '.join(notes)})" if notes else self.augment.label
 
     @property
     def is_original(self) -> bool:
@@ -106,6 +116,12 @@ def variant(name: str) -> Variant:
         raise UnknownVariantError(f"{text!r} is not a variant: use one of {list(AUGMENTS)}, or A-kK "
                                   f"(K synthetic images per mask) for A in {with_k}")
     return Variant(AUGMENTS[base], k)
+
+
+def row_label(v: Variant, results: Mapping[str, Any]) -> str:
+    """The row title of `v` in the report's and console's tables of a results.json (names a non-LcGAN
+    generator: `gan_model`, `gan_sample_steps`)."""
+    return v.label_for(generator_of(results))
 
 
 def variant_by_key(key: str) -> Variant:

@@ -23,6 +23,7 @@ def _seed_torch():
 # 2-core CPU, 2026-12-07; a file not listed runs after these, in collection order.
 LONGEST_FIRST = (
     "test_pipeline_e2e.py",  # ~130 s: one tiny real pipeline
+    "test_pipeline_generators_e2e.py",  # 169 s on 2 busy cores (load 4): a tiny gan.model=spade pipeline
     "test_pipeline_resume.py",  # ~60 s
     "test_resume.py",  # ~50 s
     "test_sweep_gan.py",  # ~45 s

@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 
 from lcgan_lightning.run_plan import RunPlan, Subset
 
+# the smallest real pipeline data: the smoke preset on a 12-patient phantom at 32² (tests/test_pipeline_*e2e.py)
+TINY_DATA = [
+    "scale=smoke",
+    "data.image_size=32",
+    "data.phantom.image_size=32",
+    "data.phantom.num_patients=12",
+    "data.phantom.num_slices=8",
+]
+
 
 @dataclass
 class RecordingLauncher:

@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "lcgan_lightning.figures": 0,
     "lcgan_lightning.layout": 0,
     "lcgan_lightning.variants": 0,
+    "lcgan_lightning.generator_families": 0,
     "lcgan_lightning.run_plan": 0,
     "lcgan_lightning.atomic_io": 0,
     "lcgan_lightning.paper_numbers": 0,

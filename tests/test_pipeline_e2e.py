@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pipeline_helpers import TINY_DATA
 
 from lcgan_lightning.constants import LESION_CLASSES
 from lcgan_lightning.data.splits import fraction_key
@@ -19,11 +20,7 @@ from lcgan_lightning.pipeline import quoted
 from lcgan_lightning.run_plan import RunPlan
 
 TINY = [
-    "scale=smoke",
-    "data.image_size=32",
-    "data.phantom.image_size=32",
-    "data.phantom.num_patients=12",
-    "data.phantom.num_slices=8",
+    *TINY_DATA,
     "subset_counts=[2,4]",
     "repeats=2",
     "augments=[none,gan,synthetic_only]",

@@ -14,8 +14,9 @@ from rich.text import Text
 
 from lcgan_lightning.console.jobs import clock
 from lcgan_lightning.constants import segmenter_name
+from lcgan_lightning.generator_families import generator_noun
 from lcgan_lightning.run_plan import subset_title
-from lcgan_lightning.variants import variants_in
+from lcgan_lightning.variants import row_label, variants_in
 
 
 def run_summary(results: dict[str, Any] | None, state: dict[str, Any]) -> Group:
@@ -48,7 +49,7 @@ def _table1(results: dict[str, Any]) -> Table:
             verdict, holm = vs.get("verdict", ""), vs.get("verdict_adjusted", "")
             detectable = f"±{vs['detectable']:.3f}" if vs.get("detectable") is not None else ""
             dsc = block[v.key].get("dsc")
-            table.add_row(title, v.label, "—" if dsc is None else f"{dsc:.3f}", change, _word(verdict),
+            table.add_row(title, row_label(v, results), "—" if dsc is None else f"{dsc:.3f}", change, _word(verdict),
                           _word(holm if holm != verdict else ""), detectable)
             title = ""
     full = results.get("full", {}).get("dsc")
@@ -84,7 +85,7 @@ def _verdict_notes(results: dict[str, Any]) -> list[Any]:
 
 
 def _selected(results: dict[str, Any]) -> Table:
-    table = Table(title="Selected generator per subset (first repeat)", box=box.SIMPLE_HEAD, show_edge=False,
+    table = Table(title=f"Selected {generator_noun(results)} per subset (first repeat)", box=box.SIMPLE_HEAD, show_edge=False,
                   title_justify="left", pad_edge=False)
     for col in ("subset", "epochs", "FCN score", "SSIM", "fooled"):
         table.add_column(col, justify="left" if col == "subset" else "right")

@@ -7,6 +7,13 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from lcgan_lightning.devices import NoGPUError, requested_gpus, require_gpus
+from lcgan_lightning.generator_families import (
+    FAMILIES,
+    PAPER_FAMILY,
+    family_overrides,
+    foreign_model_keys,
+    gan_model,
+)
 from lcgan_lightning.pipeline.launcher import PipelineError
 from lcgan_lightning.variants import UnknownVariantError, variant
 
@@ -26,7 +33,7 @@ def trainer_config(name: str) -> DictConfig:
 
 
 def preflight(cfg: DictConfig) -> None:
-    """Stop before any work on a missing weights file, an unknown variant or budget, absent GPUs."""
+    """Stop before any work on a missing weights file, an unknown variant, budget or generator family, absent GPUs."""
     model, vgg = cfg.seg.model, cfg.seg.get("pretrained_vgg16")
     if model == "fcn8s_paper" and not vgg:
         raise PipelineError(
@@ -43,7 +50,30 @@ def preflight(cfg: DictConfig) -> None:
             raise PipelineError(f"augments: {err}") from None
     if cfg.get("budget", "steps") not in ("steps", "epochs"):
         raise PipelineError(f"budget={cfg.budget!r}: steps (same optimiser steps for every variant) or epochs")
+    if cfg.get("gan") is not None:
+        check_gan(cfg.gan)
     check_gpus(cfg)
+
+
+def check_gan(gan: DictConfig) -> None:
+    """Stop on an unknown generator family (`gan.model`), and on settings or overrides that its config lacks."""
+    family = gan_model(gan)
+    if family not in FAMILIES:
+        raise PipelineError(f"gan.model={family!r} is not a generator family: use one of {', '.join(FAMILIES)}",
+                            hint="lcgan is the paper's pix2pix (the default); docs/generators.md describes the others")
+    unknown = sorted(set(gan.get("family_overrides") or {}) - set(FAMILIES))
+    if unknown:
+        raise PipelineError(f"gan.family_overrides: {unknown} are not generator families",
+                            hint=f"name one of {', '.join(FAMILIES)}")
+    if family != PAPER_FAMILY and gan.get("lr_policy", "constant") != "constant":
+        raise PipelineError(f"gan.lr_policy={gan.lr_policy}: the LcGAN's linear decay; gan.model={family} trains "
+                            "at a constant learning rate", hint="set gan.lr_policy=constant")
+    foreign = foreign_model_keys(family, family_overrides(gan, family))
+    if foreign:
+        raise PipelineError(
+            f"gan.model={family}: {foreign} set keys that conf/model/{family}.yaml does not have",
+            hint=f"put them in gan.family_overrides.<family> of the family they are for (gan.overrides reach "
+                 f"every family), or drop them for {family}")
 
 
 def check_gpus(cfg: DictConfig) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lcgan_lightning.atomic_io import write_json_atomic, write_text_atomic
+from lcgan_lightning.generator_families import generator_note
 from lcgan_lightning.layout import RunLayout
 from lcgan_lightning.paper_numbers import PAPER
 from lcgan_lightning.report.figures import fig7, sample_grid
@@ -54,14 +55,14 @@ def write_report(run_dir: Path, scale: str = "custom") -> Path:
     fig7(results, figures / "fig7_improvement.png")
     lines += ["## Fig. 7 analogue — improvement over the original training set", "",
               "![improvement](figures/fig7_improvement.png)", ""]
-    lines += ["## Samples — mask | real | synthetic (selected generator)", ""]
+    lines += [f"## Samples — mask | real | synthetic (selected generator){generator_note(results)}", ""]
     for fkey, block in results["fractions"].items():
         name = f"samples_frac={fkey}.png"
         if sample_grid(layout, float(fkey), seeds[0], figures / name):
             lines += [f"**{subset_title(fkey, block.get('patients'))}** (repeat seed {seeds[0]})", "",
                       f"![samples {fkey}](figures/{name})", ""]
     lines += audit_section(layout, results, seeds, figures)
-    lines += selection_table(layout, seeds)
+    lines += selection_table(layout, seeds, results)
     stages = read_json(layout.state).get("stages", {}) if layout.state.exists() else {}
     if stages:
         lines += ["## Run time per stage", "", "| stage | status | wall (s) |", "|---|---|---|"]

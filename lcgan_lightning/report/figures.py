@@ -11,7 +11,7 @@ import numpy as np
 from lcgan_lightning.layout import RunLayout
 from lcgan_lightning.paper_numbers import PAPER
 from lcgan_lightning.synthesize import SAMPLES
-from lcgan_lightning.variants import variant
+from lcgan_lightning.variants import row_label, variant
 
 
 def fig7(results: dict[str, Any], path: Path) -> None:
@@ -31,7 +31,7 @@ def fig7(results: dict[str, Any], path: Path) -> None:
             lo = np.array([v["ci"][0] if v and v["ci"][0] is not None else np.nan for v in vs])
             hi = np.array([v["ci"][1] if v and v["ci"][1] is not None else np.nan for v in vs])
             xs = [v * (1 + 0.04 * (i - 1)) for v in x]  # side by side
-            ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], marker="o", capsize=3, label=variant(key).label)
+            ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], marker="o", capsize=3, label=row_label(variant(key), results))
         paper = [
             PAPER["fractions"][f]["both"][metric] - PAPER["fractions"][f]["original"][metric]
             if f in PAPER["fractions"]

@@ -15,6 +15,7 @@ from typing import Any
 
 from lcgan_lightning.comparison import METHOD, compare_to_original, compared_with_gan
 from lcgan_lightning.constants import LESION_CLASSES
+from lcgan_lightning.generator_families import gan_model, sample_steps
 from lcgan_lightning.inference import POWER
 from lcgan_lightning.layout import TEST_METRICS, RunLayout
 from lcgan_lightning.report.verdicts import adjust_families, calibration, design
@@ -96,6 +97,7 @@ def collect_results(run_dir: Path, scale: str, level: float = 0.95
     seeds = plan.seeds
     selected = {s: read_json(layout.selected(s)) for s in seeds}
     seg_model = (cfg.get("seg") or {}).get("model")
+    gan = cfg.get("gan") or {}
     results: dict[str, Any] = {
         "scale": scale,
         "image_size": int(cfg["data"]["image_size"]),
@@ -106,6 +108,8 @@ def collect_results(run_dir: Path, scale: str, level: float = 0.95
         "split_per_repeat": plan.split_per_repeat,
         "seg_model": seg_model,
         "judge_model": (cfg.get("judge") or {}).get("model") or seg_model,
+        "gan_model": gan_model(gan),
+        "gan_sample_steps": sample_steps(gan),
         "full": _full_row(layout, plan),
         "fractions": {},
     }

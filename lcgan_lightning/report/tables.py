@@ -8,11 +8,12 @@ from typing import Any
 
 from lcgan_lightning.comparison import fmt_change
 from lcgan_lightning.constants import LESION_CLASSES, segmenter_name
+from lcgan_lightning.generator_families import generator_note
 from lcgan_lightning.layout import RunLayout, fraction_key
 from lcgan_lightning.paper_numbers import PAPER
 from lcgan_lightning.report.results import read_json
 from lcgan_lightning.run_plan import subset_title
-from lcgan_lightning.variants import AUGMENTS, Variant, variants_in
+from lcgan_lightning.variants import AUGMENTS, Variant, row_label, variants_in
 
 AUDIT_COLUMNS = {  # audit_summary key -> column title (report.results.AUDIT_KEYS)
     "copy_rate_feature": "copy rate (cosine)",
@@ -74,7 +75,7 @@ def metric_tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:
     def table(metric: str, full_paper: float | None) -> list[str]:
         lines = [head, sep]
         for v in table_variants(results):
-            lines += row(v.label, v.key, metric)
+            lines += row(row_label(v, results), v.key, metric)
         full = fmt(results["full"][metric])
         judge = results.get("judge_model")
         other = f", {segmenter_name(judge)} judge" if judge and judge != results.get("seg_model") else ""  # not the subsets' network
@@ -100,7 +101,7 @@ def metric_tables(results: dict[str, Any], std: dict[str, Any]) -> list[str]:
     lines += ["| training data | " + " | ".join(LESION_CLASSES) + " |", "|---" * (len(LESION_CLASSES) + 1) + "|"]
     for f, title in zip(fracs, titles, strict=True):
         for v in table_variants(results):
-            key, label = v.key, v.label
+            key, label = v.key, row_label(v, results)
             ours = results["fractions"][f].get(key)
             if not ours:
                 continue
@@ -181,7 +182,7 @@ def audit_section(layout: RunLayout, results: dict[str, Any], seeds: list[int], 
                 rows.append((fkey, block, seed, read_json(path)))
     if not rows:
         return []
-    lines = ["## Synthetic-set audit — memorisation, fidelity, diversity", "",
+    lines = [f"## Synthetic-set audit — memorisation, fidelity, diversity{generator_note(results)}", "",
              "Each synthetic set against the real training slices of its subset, in the judge's feature space "
              "(`audit.json` beside each set; definitions in docs/audit.md). "
              f"Copy rate: share closer to a training slice than the {rows[0][3]['config']['copy_percentile']:g}th "
@@ -217,9 +218,9 @@ def audit_section(layout: RunLayout, results: dict[str, Any], seeds: list[int], 
     return lines
 
 
-def selection_table(layout: RunLayout, seeds: list[int]) -> list[str]:
+def selection_table(layout: RunLayout, seeds: list[int], results: dict[str, Any]) -> list[str]:
     cols = ["fraction", "epochs", "fcn_score", "sharpness_ratio", "ssim", "sharpness", "fooled_0.1", "fooled_0.5"]
-    lines = ["## Generator selection", ""]
+    lines = [f"## Generator selection{generator_note(results)}", ""]
     conventions = read_json(layout.scores(seeds[0])).get("conventions")
     if isinstance(conventions, dict):
         lines += [f"- **{k}**: {v}" for k, v in conventions.items()] + [""]

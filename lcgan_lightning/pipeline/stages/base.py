@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
+import yaml
 from omegaconf import DictConfig
 
 from lcgan_lightning.console import Job
+from lcgan_lightning.pipeline.launcher import PipelineError
 
 if TYPE_CHECKING:
     from lcgan_lightning.pipeline.context import PipelineContext
@@ -41,3 +44,23 @@ class Stage:
     def run(self, ctx: PipelineContext) -> None:
         """Do the work (through `ctx.launch`)."""
         raise NotImplementedError
+
+
+def check_network(jobs: Sequence[Job], model: str, key: str = "seg.model", hint: str | None = None) -> None:
+    """Stop when a finished job of `jobs` was trained with another `model=` than `model` (the value of `key`).
+
+    The judge/, gan/ and seg/ folders do not name the model, so such a job would count as done and its
+    results would be reported as `model`'s. Runs without Hydra's overrides.yaml are not checked.
+    """
+    for job in jobs:
+        overrides = job.dir / ".hydra" / "overrides.yaml"
+        if not job.finished or not overrides.is_file():
+            continue
+        trained = [o.split("=", 1)[1] for o in yaml.safe_load(overrides.read_text()) or []
+                   if isinstance(o, str) and o.startswith("model=")]
+        if trained and trained[-1] != model:
+            raise PipelineError(
+                f"{job.dir}: trained with model={trained[-1]}, but this run asks for {key}={model} (the folder does "
+                f"not name the model: the job would count as done and its results be reported as {model}'s)",
+                hint=hint or f"run {key}={model} in a new run dir (hydra.run.dir=...), or keep {key}={trained[-1]} here",
+            )

@@ -14,8 +14,8 @@ from lcgan_lightning.console import Job
 from lcgan_lightning.layout import SEG_SUBDIR
 from lcgan_lightning.pipeline.args import quoted
 from lcgan_lightning.pipeline.context import PipelineContext
-from lcgan_lightning.pipeline.stages.base import Stage
-from lcgan_lightning.pipeline.stages.seg import check_network, synthetic_data_args
+from lcgan_lightning.pipeline.stages.base import Stage, check_network
+from lcgan_lightning.pipeline.stages.seg import synthetic_data_args
 from lcgan_lightning.variants import ORIGINAL
 
 

@@ -6,8 +6,7 @@ import json
 
 from lcgan_lightning.console import Job
 from lcgan_lightning.pipeline.context import PipelineContext
-from lcgan_lightning.pipeline.stages.base import Stage
-from lcgan_lightning.pipeline.stages.seg import check_network
+from lcgan_lightning.pipeline.stages.base import Stage, check_network
 
 
 class JudgeStage(Stage):

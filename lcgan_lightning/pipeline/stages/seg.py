@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import yaml
-
 from lcgan_lightning.console import Job
 from lcgan_lightning.layout import seg_subdir
 from lcgan_lightning.pipeline.args import quoted
 from lcgan_lightning.pipeline.context import PipelineContext
-from lcgan_lightning.pipeline.launcher import PipelineError
-from lcgan_lightning.pipeline.stages.base import Stage
+from lcgan_lightning.pipeline.stages.base import Stage, check_network
 
 
 def synthetic_data_args(ctx: PipelineContext, per_mask: int) -> list[str]:
@@ -21,26 +16,6 @@ def synthetic_data_args(ctx: PipelineContext, per_mask: int) -> list[str]:
         "data.novel_dir=" + quoted(ctx.layout.novel_dir_pattern),
         f"data.synthetic_per_mask={per_mask}",
     ]
-
-
-def check_network(jobs: Sequence[Job], model: str, key: str = "seg.model") -> None:
-    """Stop when a finished segmenter of `jobs` was trained with another `model=` than `model`.
-
-    Its folder does not name the network, so it would count as done and its results would be reported
-    as `model`'s. Runs without Hydra's overrides.yaml are not checked.
-    """
-    for job in jobs:
-        overrides = job.dir / ".hydra" / "overrides.yaml"
-        if not job.finished or not overrides.is_file():
-            continue
-        trained = [o.split("=", 1)[1] for o in yaml.safe_load(overrides.read_text()) or []
-                   if isinstance(o, str) and o.startswith("model=")]
-        if trained and trained[-1] != model:
-            raise PipelineError(
-                f"{job.dir}: trained with model={trained[-1]}, but this run asks for {key}={model} (the seg/ and "
-                "judge/ folders do not name the network: its results would be reported as the other's)",
-                hint=f"run {key}={model} in a new run dir (hydra.run.dir=...), or keep {key}={trained[-1]} here",
-            )
 
 
 class SegStage(Stage):
