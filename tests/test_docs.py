@@ -1,5 +1,5 @@
 """The README stays short and the docs/ pages stay reachable: every page linked from the README, every
-relative link resolving to a file of this repository, nothing pointing outside it.
+relative link resolving to a file of this repository, no path pointing outside it.
 
 Plain file reads; the package is not imported.
 """
@@ -86,10 +86,32 @@ def test_relative_links_resolve(source: Path):
     assert not broken, f"{rel(source)}: links that do not resolve: {broken}"
 
 
+UP_PATH = re.compile(r"(?:\.\./)+[\w.-]+(?:/[\w.-]+)*")
+
+
+def paths_outside(text: str, base: Path) -> list[str]:
+    """The `../x` paths of `text` that, taken from `base`, climb out of the repository."""
+    outside = []
+    for path in UP_PATH.findall(text):
+        try:
+            (base / path).resolve().relative_to(ROOT)
+        except ValueError:
+            outside.append(path)
+    return outside
+
+
 @pytest.mark.parametrize("source", doc_files(), ids=rel)
-def test_nothing_points_at_shared(source: Path):
-    text = source.read_text(encoding="utf-8")
-    assert "../shared" not in text, f"{rel(source)} mentions ../shared (outside the repository)"
+def test_no_path_leaves_the_repository(source: Path):
+    """Links are checked above; this also catches a `../x` path in plain text or code that climbs out of a
+    clone (a user's clone holds nothing beside the repository)."""
+    outside = paths_outside(source.read_text(encoding="utf-8"), source.parent)
+    assert not outside, f"{rel(source)} names paths outside the repository: {outside}"
+
+
+def test_a_path_outside_the_repository_is_found():
+    text = "see ../../notes/plan.md, ../README.md and ../docs/data.md"
+    assert paths_outside(text, DOCS) == ["../../notes/plan.md"]
+    assert paths_outside(text, ROOT) == ["../../notes/plan.md", "../README.md", "../docs/data.md"]
 
 
 def test_pending_pages_are_linked_where_they_will_be_needed():

@@ -134,17 +134,7 @@ class MaskDiffusion(MaskToImageModule):
             raise ConfigError("model.attention_levels: one entry per model.channels level")
         if not 1 <= int(sample_steps) <= int(train_timesteps):
             raise ConfigError(f"model.sample_steps={sample_steps}: must be in [1, {train_timesteps}]")
-        # plain Python values only, so the checkpoint reloads without OmegaConf/Hydra
-        channels = [int(c) for c in channels]
-        attention_levels = [bool(a) for a in attention_levels]
-        save_epochs = [int(e) for e in save_epochs]
-        (image_size, num_res_blocks, norm_num_groups, num_head_channels, train_timesteps, sample_steps, n_panel,
-         seed, last_ckpt_every_n_epochs) = map(int, (image_size, num_res_blocks, norm_num_groups, num_head_channels,
-                                                     train_timesteps, sample_steps, n_panel, seed,
-                                                     last_ckpt_every_n_epochs))
-        lr, channels_last = float(lr), bool(channels_last)
-        last_every_n_steps = None if last_every_n_steps is None else int(last_every_n_steps)
-        self.save_hyperparameters()
+        self._save_plain_hyperparameters()
 
         with torch.random.fork_rng(devices=[]):  # initial weights depend on `seed` only
             torch.manual_seed(seed)

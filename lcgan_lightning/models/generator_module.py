@@ -9,6 +9,7 @@ once per training step and implements `sample_batch` (validation images, seeded)
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,25 @@ class MaskToImageModule(pl.LightningModule):
         def hparams(self) -> AttributeDict: ...
 
     generator: torch.nn.Module
+
+    def _save_plain_hyperparameters(self) -> None:
+        """`save_hyperparameters()` with every value plain Python (lists for sequences, OmegaConf containers
+        resolved), so a checkpoint reloads without OmegaConf/Hydra through the weights-only loader."""
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        self.save_hyperparameters(frame=inspect.currentframe().f_back)  # type: ignore[union-attr]
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, (DictConfig, ListConfig)):
+                value = OmegaConf.to_container(value, resolve=True)
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return value.item() if isinstance(value, np.generic) else value
+
+        for key in list(self.hparams):
+            self.hparams[key] = plain(self.hparams[key])
 
     def _init_shared(self) -> None:
         """Validation metrics (L1 on [-1,1]; SSIM, PSNR on [0,1]) and the running loss sums."""

@@ -133,15 +133,7 @@ class SpadeGAN(MaskToImageModule):
             raise ConfigError(f"model.num_d={num_d}, model.n_layers_d={n_layers_d}: the deepest discriminator "
                               f"(n_layers_d·num_d = {int(n_layers_d) * int(num_d)} stride-2 layers) would shrink "
                               f"{image_size}² below 4×4", hint="lower model.num_d or model.n_layers_d")
-        # plain Python values only, so the checkpoint reloads without OmegaConf/Hydra
-        channels = [int(c) for c in channels]
-        save_epochs = [int(e) for e in save_epochs]
-        image_size, z_dim, hidden, ndf, num_d, n_layers_d, n_panel, seed, last_ckpt_every_n_epochs = map(
-            int, (image_size, z_dim, hidden, ndf, num_d, n_layers_d, n_panel, seed, last_ckpt_every_n_epochs))
-        lambda_fm, lambda_kld, lr_g, lr_d, beta1, beta2 = map(float, (lambda_fm, lambda_kld, lr_g, lr_d, beta1, beta2))
-        vae, channels_last = bool(vae), bool(channels_last)
-        last_every_n_steps = None if last_every_n_steps is None else int(last_every_n_steps)
-        self.save_hyperparameters()
+        self._save_plain_hyperparameters()
         self.automatic_optimization = False
 
         with torch.random.fork_rng(devices=[]):  # initial weights depend on `seed` only
