@@ -194,6 +194,17 @@ def test_existing_splits_file_must_match(root, tmp_path):
         _dm(root, tmp_path, seed=6)
 
 
+def test_existing_splits_file_gains_a_new_subset_count(root, tmp_path):
+    """Another data.subset_counts in the same run dir: same split, the file gains the subset."""
+    first = _dm(root, tmp_path, subsets=(), subset_counts=(2,))
+    second = _dm(root, tmp_path, subsets=(), subset_counts=(2, 4))
+    saved = json.loads((tmp_path / "run" / "splits.json").read_text())
+    assert saved["train"] == first.splits["train"] == second.splits["train"]
+    assert saved["subsets"] == {"n=2": first.splits["subsets"]["n=2"], "n=4": second.splits["subsets"]["n=4"]}
+    _dm(root, tmp_path, subsets=(), subset_counts=(4,))  # a subset of those: nothing rewritten
+    assert json.loads((tmp_path / "run" / "splits.json").read_text()) == saved
+
+
 def test_phantom_settings_on_real_data_do_not_generate(tmp_path):
     """Experiment presets set data.phantom.* for every data=; only data=phantom (generate: true) writes."""
     from lcgan_lightning.data.validation import DatasetError

@@ -10,6 +10,7 @@ from lcgan_lightning.data.splits import (
     count_key,
     fraction_key,
     make_splits,
+    reconcile_splits,
     save_splits,
     subset_key,
     subset_label,
@@ -88,6 +89,21 @@ def test_save_splits(tmp_path):
     s = make_splits(_patients(12), seed=0)
     path = save_splits(s, tmp_path / "run" / "splits.json")
     assert json.loads(path.read_text()) == s
+
+
+def test_reconcile_keeps_one_split_and_adds_new_subsets():
+    pats = _patients(60)
+    both = make_splits(pats, subsets=(), subset_counts=(8, 40), seed=3)
+    only8 = make_splits(pats, subsets=(), subset_counts=(8,), seed=3)
+    assert reconcile_splits(both, only8) == both  # fewer subsets asked: the file is kept as it is
+    more = reconcile_splits(only8, both)  # a new count: added, the others untouched
+    assert more["subsets"] == {"n=8": both["subsets"]["n=8"], "n=40": both["subsets"]["n=40"]}
+    assert more["subsets"]["n=40"][:8] == more["subsets"]["n=8"]  # still nested
+    with pytest.raises(ValueError, match="train/val/test patients differ"):
+        reconcile_splits(both, make_splits(pats, subsets=(), subset_counts=(8,), seed=4))
+    shuffled = {**both, "train": list(reversed(both["train"]))}
+    with pytest.raises(ValueError, match="training order differs"):
+        reconcile_splits(shuffled, both)
 
 
 def _one_rare(n=100):

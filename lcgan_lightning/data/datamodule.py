@@ -29,6 +29,7 @@ from lcgan_lightning.data.splits import (
     check_one_count,
     load_splits,
     make_splits,
+    reconcile_splits,
     save_splits,
     training_subset,
 )
@@ -299,21 +300,27 @@ class CTSliceDataModule(pl.LightningDataModule):
             tmp.replace(path)
 
     def _write_splits(self, path: Path) -> None:
-        """Write splits.json; an existing one must hold the same split (one split per run dir)."""
+        """Write splits.json; an existing one must hold the same split (one split per run dir) and gains
+        any subset it lacks (`splits.reconcile_splits`)."""
+        assert self.splits is not None  # setup() makes the splits before writing them
+        keep = self.splits
         if path.is_file():
             try:
                 existing = load_splits(path)
             except ValueError as exc:
                 raise DatasetError(f"{path}: unreadable splits file ({exc})") from exc
-            if existing != self.splits:
+            try:
+                keep = reconcile_splits(existing, self.splits)
+            except ValueError as exc:
                 raise DatasetError(
                     f"{path}: holds a different split than data.seed={self.seed} gives for {self.root} "
-                    "(seed, ratios or data changed); use another run dir or delete the file"
-                )
-            return
+                    f"({exc}: seed, ratios or data changed); use another run dir or delete the file"
+                ) from exc
+            if keep == existing:
+                return
+            log.info("%s: adding training subset(s) %s", path, sorted(set(keep["subsets"]) - set(existing["subsets"])))
         if self.trainer is None or self.trainer.is_global_zero:
-            assert self.splits is not None  # setup() makes the splits before writing them
-            save_splits(self.splits, path)
+            save_splits(keep, path)
 
     def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int, sampler: ResumableSampler | None = None
                 ) -> DataLoader:

@@ -224,6 +224,27 @@ def training_patients(splits: Mapping, fraction: float | None = None,
     return training_subset(splits, fraction, patients)[1]
 
 
+def reconcile_splits(existing: Mapping, computed: Mapping) -> dict:
+    """The split a run dir keeps when its splits.json exists and a job computes `computed`.
+
+    Train/val/test (and the training order) must be equal, else ValueError naming the part that
+    differs. Subsets are prefixes of that one order, so a subset the file lacks (a new
+    `data.subset_counts` entry) is added and every other is kept: one split per run dir, with the
+    union of the subsets ever asked for. A subset present in both must hold the same patients.
+    """
+    differ = [part for part in ("train", "val", "test") if list(existing.get(part, [])) != list(computed[part])]
+    if differ == ["train"] and set(existing["train"]) == set(computed["train"]):
+        raise ValueError("its training order differs")
+    if differ:
+        raise ValueError(f"its {'/'.join(differ)} patients differ")
+    subsets = dict(existing.get("subsets", {}))
+    for key, patients in computed["subsets"].items():
+        if key in subsets and list(subsets[key]) != list(patients):
+            raise ValueError(f"its training subset {key} holds other patients")
+        subsets.setdefault(key, list(patients))
+    return {**existing, "subsets": subsets}
+
+
 def save_splits(splits: Mapping, path: str | Path) -> Path:
     """Write splits.json (creating the folder; atomic replace)."""
     path = Path(path)
