@@ -46,35 +46,51 @@ def foreign_model_keys(family: str, overrides: Iterable[str]) -> list[str]:
     return found
 
 
-def sample_steps(gan: Mapping[str, Any] | None) -> int | None:
-    """DDIM steps of a diffusion run's images (its last `model.sample_steps=` override, else the config's);
-    None for the GANs."""
+def _last_model_value(gan: Mapping[str, Any] | None, key: str) -> str | None:
+    """A diffusion run's `model.<key>` (its last override, else conf/model/diffusion.yaml's); None for the GANs."""
     family = gan_model(gan)
     if family != "diffusion":
         return None
-    steps = [o.split("=", 1)[1] for o in family_overrides(gan, family)
-             if o.lstrip("+").split("=", 1)[0] == "model.sample_steps"]
-    if steps:
-        return int(steps[-1])
+    values = [o.split("=", 1)[1] for o in family_overrides(gan, family)
+              if o.lstrip("+").split("=", 1)[0] == f"model.{key}"]
+    if values:
+        return values[-1]
     from omegaconf import OmegaConf
 
     from lcgan_lightning.paths import CONF_DIR
 
-    return int(OmegaConf.load(CONF_DIR / "model" / "diffusion.yaml").sample_steps)
+    return str(OmegaConf.select(OmegaConf.load(CONF_DIR / "model" / "diffusion.yaml"), key))
 
 
-def generator_label(model: str | None, steps: int | None = None) -> str | None:
+def sample_steps(gan: Mapping[str, Any] | None) -> int | None:
+    """Sampling steps of a diffusion run's images (`model.sample_steps`); None for the GANs."""
+    steps = _last_model_value(gan, "sample_steps")
+    return None if steps is None else int(steps)
+
+
+def diffusion_sampler(gan: Mapping[str, Any] | None) -> str | None:
+    """"ddim" or "rflow": how a diffusion run samples (follows `model.scheduler`); None for the GANs."""
+    scheduler = _last_model_value(gan, "scheduler")
+    return None if scheduler is None else ("rflow" if scheduler == "rflow" else "ddim")
+
+
+SAMPLER_NAMES = {"ddim": "DDIM", "rflow": "RFlow"}
+
+
+def generator_label(model: str | None, steps: int | None = None, sampler: str | None = None) -> str | None:
     """What rows and headings add for the generator: None for the paper's LcGAN (labels unchanged),
-    "SPADE", "diffusion, DDIM 20"."""
+    "SPADE", "diffusion, DDIM 20", "diffusion, RFlow 20"."""
     if model in (None, PAPER_FAMILY):
         return None
     name = FAMILIES.get(str(model), str(model))
-    return f"{name}, DDIM {steps}" if model == "diffusion" and steps else name
+    if model == "diffusion" and steps:
+        return f"{name}, {SAMPLER_NAMES.get(sampler or 'ddim', sampler)} {steps}"
+    return name
 
 
 def generator_of(results: Mapping[str, Any]) -> str | None:
-    """`generator_label` of a results.json (`gan_model`, `gan_sample_steps`)."""
-    return generator_label(results.get("gan_model"), results.get("gan_sample_steps"))
+    """`generator_label` of a results.json (`gan_model`, `gan_sample_steps`, `gan_sampler`)."""
+    return generator_label(results.get("gan_model"), results.get("gan_sample_steps"), results.get("gan_sampler"))
 
 
 def generator_note(results: Mapping[str, Any]) -> str:

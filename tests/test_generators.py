@@ -36,8 +36,10 @@ MODULES = {
     "spade": lambda: SpadeGAN(**TINY_SPADE),
     "spade_vae": lambda: SpadeGAN(**TINY_SPADE, vae=True),
     "diffusion": lambda: MaskDiffusion(**TINY_DIFFUSION),
+    "diffusion_rflow": lambda: MaskDiffusion(**TINY_DIFFUSION, scheduler="rflow"),
 }
-SAMPLERS = {"lcgan": MaskToCT, "spade": SpadeSampler, "spade_vae": SpadeSampler, "diffusion": DiffusionSampler}
+SAMPLERS = {"lcgan": MaskToCT, "spade": SpadeSampler, "spade_vae": SpadeSampler, "diffusion": DiffusionSampler,
+            "diffusion_rflow": DiffusionSampler}
 
 
 def masks(n: int = 3) -> torch.Tensor:
@@ -87,20 +89,49 @@ def test_spade_without_noise_is_deterministic_and_the_vae_encodes():
     assert z is not None and z.shape == (2, 4) and kld.item() >= 0
 
 
-def test_diffusion_sampler_with_one_and_ten_ddim_steps():
-    module = MaskDiffusion(**TINY_DIFFUSION).eval()
+@pytest.mark.parametrize("scheduler", ["ddpm", "rflow"])
+def test_diffusion_sampler_with_one_and_ten_steps(scheduler):
+    module = MaskDiffusion(**TINY_DIFFUSION, scheduler=scheduler).eval()
+    with torch.no_grad():  # MONAI zero-initialises the output layer: an untrained rflow model would return x_T
+        torch.manual_seed(0)
+        for p in module.generator.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
     onehot = torch.nn.functional.one_hot(masks(2), 6).permute(0, 3, 1, 2).float()
-    one = sample_diffusion(module.generator, onehot, seed=3, steps=1)
-    ten = sample_diffusion(module.generator, onehot, seed=3, steps=10)
+    one = sample_diffusion(module.generator, onehot, seed=3, steps=1, scheduler_kind=scheduler)
+    ten = sample_diffusion(module.generator, onehot, seed=3, steps=10, scheduler_kind=scheduler)
     for x in (one, ten):
         assert x.shape == (2, 1, SIZE, SIZE) and torch.isfinite(x).all() and x.abs().max() <= 1
     assert (one - ten).abs().max() > 1e-3  # the steps change the sample, the seed fixes x_T
-    assert torch.equal(ten, sample_diffusion(module.generator, onehot, seed=3, steps=10))
+    assert torch.equal(ten, sample_diffusion(module.generator, onehot, seed=3, steps=10, scheduler_kind=scheduler))
     with pytest.raises(ConfigError, match="sample_steps=0"):
-        sample_diffusion(module.generator, onehot, seed=3, steps=0)
+        sample_diffusion(module.generator, onehot, seed=3, steps=0, scheduler_kind=scheduler)
     gen = DiffusionSampler(module.generator, SIZE, dict(module.hparams))
     gen.sample_steps = 1
-    assert torch.equal(gen.generate(masks(2), seed=3), one)
+    assert torch.equal(gen.generate(masks(2), seed=3), one)  # the checkpoint's hparams pick the sampler
+    assert gen.hparams["sampler"] == {"ddpm": "ddim", "rflow": "rflow"}[scheduler]
+
+
+class _Zero(torch.nn.Module):
+    """A 'network' that predicts 0: the training loss is then the mean square of the target."""
+
+    def forward(self, x, timesteps, context=None):
+        return torch.zeros_like(x[:, :1])
+
+
+@pytest.mark.parametrize("scheduler", ["ddpm", "rflow"])
+def test_diffusion_training_target(scheduler):
+    """ddpm regresses the added noise; rflow the velocity image − noise (MONAI RFlowScheduler, MAISI)."""
+    module = MaskDiffusion(**TINY_DIFFUSION, scheduler=scheduler)
+    module.generator = _Zero()
+    module._record_losses = lambda losses, batch_size: None  # logging needs a Trainer
+    real = torch.rand(2, 1, SIZE, SIZE) * 2 - 1
+    batch = {"image": real, "mask_onehot": torch.nn.functional.one_hot(masks(2), 6).permute(0, 3, 1, 2)}
+    torch.manual_seed(0)
+    loss = module.training_step(batch, 0)
+    torch.manual_seed(0)
+    noise = torch.randn_like(real)  # the step's first draw
+    target = noise if scheduler == "ddpm" else real - noise
+    assert loss.item() == pytest.approx(target.pow(2).mean().item(), rel=1e-6)
 
 
 def test_config_errors_name_the_key():
@@ -111,7 +142,11 @@ def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="model.channels"):
         SpadeGAN(**{**TINY_SPADE, "image_size": 36})
     with pytest.raises(ConfigError, match="model.sampler"):
-        MaskDiffusion(**TINY_DIFFUSION, sampler="rflow")
+        MaskDiffusion(**TINY_DIFFUSION, sampler="rflow")  # a ddpm model samples with DDIM
+    with pytest.raises(ConfigError, match="model.sampler='ddim': a model.scheduler=rflow"):
+        MaskDiffusion(**TINY_DIFFUSION, scheduler="rflow", sampler="ddim")
+    with pytest.raises(ConfigError, match="model.scheduler"):
+        MaskDiffusion(**TINY_DIFFUSION, scheduler="euler")
 
 
 @pytest.mark.parametrize("kind", ["spade", "diffusion"])

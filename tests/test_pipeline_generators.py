@@ -87,7 +87,7 @@ def test_report_and_console_name_a_non_lcgan_generator(tmp_path: Path) -> None:
     lay.pipeline_config.write_text("seed: 1\nrepeats: 1\ndata:\n  image_size: 16\ngan:\n  model: spade\n")
     report = write_report(tmp_path, scale="smoke").read_text()
     results = json.loads(lay.results.read_text())
-    assert (results["gan_model"], results["gan_sample_steps"]) == ("spade", None)
+    assert (results["gan_model"], results["gan_sample_steps"], results["gan_sampler"]) == ("spade", None, None)
     table1 = report.split("**Binary lesion DSC**")[0]
     assert "| + GAN generated (SPADE) |" in table1 and "| + both (SPADE) |" in table1
     assert "| + traditional aug. |" in table1 and "| Selected (original) |" in table1
@@ -103,6 +103,14 @@ def test_report_and_console_name_a_non_lcgan_generator(tmp_path: Path) -> None:
     assert (results["gan_model"], results["gan_sample_steps"]) == ("diffusion", 7)
     assert "| + GAN generated (diffusion, DDIM 7) |" in report
     assert "+ GAN generated (diffusion, DDIM 7)" in _console_text(results)
+    assert results["gan_sampler"] == "ddim"
+
+    lay.pipeline_config.write_text("seed: 1\nrepeats: 1\ndata:\n  image_size: 16\ngan:\n  model: diffusion\n"
+                                   "  overrides: [model.scheduler=rflow]\n  family_overrides:\n"
+                                   "    diffusion: [model.sample_steps=7]\n")
+    report = write_report(tmp_path, scale="smoke").read_text()
+    assert json.loads(lay.results.read_text())["gan_sampler"] == "rflow"
+    assert "| + GAN generated (diffusion, RFlow 7) |" in report
 
     lay.pipeline_config.write_text("seed: 1\nrepeats: 1\ndata:\n  image_size: 16\ngan:\n  model: lcgan\n")
     report = write_report(tmp_path, scale="smoke").read_text()

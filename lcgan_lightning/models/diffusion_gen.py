@@ -2,13 +2,16 @@
 LightningModule (`model=diffusion`), and its trained sampler for `load_generator`.
 
 Network: MONAI's `DiffusionModelUNet` (2-D) whose input is the noisy image concatenated with the
-6-channel one-hot mask (7 channels in, the predicted noise out). Training: MONAI's `DDPMScheduler`
-(`train_timesteps`, default 1000) adds noise at a uniform random timestep, the loss is the MSE between
-the predicted and the added noise (`DiffusionInferer`, concat mode). Sampling: DDIM (η = 0) over the
-DDPM-trained model with `sample_steps` steps (MONAI's `DDIMScheduler`, same beta schedule).
+6-channel one-hot mask (7 channels in, one channel out). Two noising processes (`scheduler`):
+- `ddpm` (default): MONAI's `DDPMScheduler` (`train_timesteps`, default 1000) adds noise at a uniform
+  random timestep, the loss is the MSE between the predicted and the added noise (`DiffusionInferer`,
+  concat mode); sampling is DDIM (η = 0, MONAI's `DDIMScheduler`, same beta schedule).
+- `rflow`: rectified flow (MONAI's `RFlowScheduler`, as MAISI): x_t = (1 − t/T)·x_0 + (t/T)·noise, the
+  network predicts the velocity x_0 − noise (MSE); sampling takes Euler steps from t = T to 0.
+Either samples in `sample_steps` steps.
 
-What is random: the starting noise x_T of a sample, drawn from the seed alone; DDIM with η = 0 is
-then deterministic, so the seed fixes the image. Training draws noise and timesteps from the global
+What is random: the starting noise x_T of a sample, drawn from the seed alone; DDIM with η = 0 and
+the RFlow Euler steps are then deterministic, so the seed fixes the image. Training draws noise and timesteps from the global
 RNG (reseeded every epoch).
 """
 
@@ -21,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from monai.inferers import DiffusionInferer
 from monai.networks.nets import DiffusionModelUNet
-from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, RFlowScheduler
 from torch import nn
 
 from lcgan_lightning.batch import speed_up
@@ -30,7 +33,8 @@ from lcgan_lightning.errors import ConfigError
 from lcgan_lightning.models.generator_module import MaskToImageModule
 from lcgan_lightning.models.mask_generator import MaskGenerator, seeded_normal
 
-SAMPLERS = ("ddim",)
+SCHEDULERS = ("ddpm", "rflow")  # the noising process the model is trained with
+SAMPLERS = {"ddpm": "ddim", "rflow": "rflow"}  # ... and the sampler that goes with it
 BETA_SCHEDULES = ("linear_beta", "scaled_linear_beta", "sigmoid_beta", "cosine")
 
 
@@ -43,15 +47,27 @@ def build_unet(hp: Mapping[str, Any]) -> DiffusionModelUNet:
                               num_head_channels=int(hp["num_head_channels"]))
 
 
+def rflow_scheduler(train_timesteps: int) -> RFlowScheduler:
+    """The rectified-flow schedule for 2-D slices: uniform training times, no resolution shift."""
+    return RFlowScheduler(num_train_timesteps=int(train_timesteps), use_discrete_timesteps=True,
+                          sample_method="uniform", spatial_dim=2)
+
+
 @torch.no_grad()
 def sample_diffusion(unet: DiffusionModelUNet, onehot: torch.Tensor, seed: int, steps: int,
-                     train_timesteps: int = 1000, beta_schedule: str = "linear_beta") -> torch.Tensor:
-    """DDIM (η = 0) images [B,1,H,W] in [-1,1] for one-hot masks [B,6,H,W], x_T [B,1,H,W] drawn from
-    `seed` alone, each row sampled on its own (row 0 of any batch is bit for bit the image a one-mask
-    call with the same seed makes)."""
+                     train_timesteps: int = 1000, beta_schedule: str = "linear_beta",
+                     scheduler_kind: str = "ddpm") -> torch.Tensor:
+    """Images [B,1,H,W] in [-1,1] for one-hot masks [B,6,H,W] in `steps` steps (DDIM η = 0 for a
+    `ddpm` model, Euler steps for an `rflow` one), x_T [B,1,H,W] drawn from `seed` alone, each row
+    sampled on its own (row 0 of any batch is bit for bit the image a one-mask call with the same seed
+    makes)."""
     if not 1 <= int(steps) <= int(train_timesteps):
         raise ConfigError(f"model.sample_steps={steps}: must be in [1, {train_timesteps}]")
-    scheduler = DDIMScheduler(num_train_timesteps=int(train_timesteps), schedule=beta_schedule, clip_sample=True)
+    scheduler: DDIMScheduler | RFlowScheduler
+    if scheduler_kind == "rflow":
+        scheduler = rflow_scheduler(train_timesteps)
+    else:
+        scheduler = DDIMScheduler(num_train_timesteps=int(train_timesteps), schedule=beta_schedule, clip_sample=True)
     scheduler.set_timesteps(int(steps), device=onehot.device)
     noise = seeded_normal((onehot.shape[0], 1, *onehot.shape[-2:]), seed, onehot.device)
     inferer = DiffusionInferer(scheduler)
@@ -82,7 +98,8 @@ class DiffusionSampler(MaskGenerator):
     def generate(self, masks: torch.Tensor, seed: int, dropout: bool = True) -> torch.Tensor:
         hp = self.hparams
         return sample_diffusion(self.generator, self.onehot(masks), seed, self.sample_steps,
-                                hp.get("train_timesteps", 1000), hp.get("beta_schedule", "linear_beta"))
+                                hp.get("train_timesteps", 1000), hp.get("beta_schedule", "linear_beta"),
+                                hp.get("scheduler", "ddpm"))
 
 
 class MaskDiffusion(MaskToImageModule):
@@ -93,8 +110,10 @@ class MaskDiffusion(MaskToImageModule):
         channels, attention_levels, num_res_blocks, norm_num_groups, num_head_channels: MONAI
             DiffusionModelUNet (attention only where `attention_levels` is true: keep it off at
             full resolution on CPUs).
-        train_timesteps, beta_schedule: the DDPM noise schedule (1000, "linear_beta").
-        sampler, sample_steps: how images are drawn (DDIM; its steps) in validation and synthesis.
+        train_timesteps, beta_schedule: the noise schedule (1000, "linear_beta"; the beta schedule is DDPM's).
+        scheduler: the noising process, "ddpm" or "rflow" (rectified flow).
+        sampler: null (the scheduler's: "ddim" for ddpm, "rflow" for rflow) or that name.
+        sample_steps: sampling steps in validation and synthesis.
         lr: AdamW learning rate.
         save_epochs, last_ckpt_every_n_epochs, last_every_n_steps, n_panel, seed, channels_last:
             as for the LcGAN (candidate checkpoints, resume, panels, reseeding).
@@ -115,7 +134,8 @@ class MaskDiffusion(MaskToImageModule):
         num_head_channels: int = 32,
         train_timesteps: int = 1000,
         beta_schedule: str = "linear_beta",
-        sampler: str = "ddim",
+        scheduler: str = "ddpm",
+        sampler: str | None = None,
         sample_steps: int = 20,
         lr: float = 1e-4,
         save_epochs: Sequence[int] = (10, 50, 100, 200),
@@ -126,8 +146,11 @@ class MaskDiffusion(MaskToImageModule):
         channels_last: bool = False,
     ):
         super().__init__()
-        if sampler not in SAMPLERS:
-            raise ConfigError(f"model.sampler={sampler!r}: must be one of {SAMPLERS}")
+        if scheduler not in SCHEDULERS:
+            raise ConfigError(f"model.scheduler={scheduler!r}: must be one of {SCHEDULERS}")
+        if sampler not in (None, SAMPLERS[scheduler]):
+            raise ConfigError(f"model.sampler={sampler!r}: a model.scheduler={scheduler} model samples with "
+                              f"{SAMPLERS[scheduler]!r} (or null)")
         if beta_schedule not in BETA_SCHEDULES:
             raise ConfigError(f"model.beta_schedule={beta_schedule!r}: must be one of {BETA_SCHEDULES}")
         if len(attention_levels) != len(channels):
@@ -135,22 +158,31 @@ class MaskDiffusion(MaskToImageModule):
         if not 1 <= int(sample_steps) <= int(train_timesteps):
             raise ConfigError(f"model.sample_steps={sample_steps}: must be in [1, {train_timesteps}]")
         self._save_plain_hyperparameters()
+        self.hparams.sampler = SAMPLERS[scheduler]
 
         with torch.random.fork_rng(devices=[]):  # initial weights depend on `seed` only
             torch.manual_seed(seed)
             self.generator = build_unet(self.hparams)
         speed_up(self.generator, channels_last, False)
-        self.train_scheduler = DDPMScheduler(num_train_timesteps=train_timesteps, schedule=beta_schedule)
-        self.inferer = DiffusionInferer(self.train_scheduler)
+        if scheduler == "rflow":  # kept out of the module tree: MONAI's RFlowScheduler has no state_dict
+            self.inferer = DiffusionInferer(rflow_scheduler(train_timesteps))
+        else:
+            self.train_scheduler = DDPMScheduler(num_train_timesteps=train_timesteps, schedule=beta_schedule)
+            self.inferer = DiffusionInferer(self.train_scheduler)
         self._init_shared()  # validation metrics, loss sums
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         onehot, real = batch["mask_onehot"].float(), batch["image"].float()
         noise = torch.randn_like(real)
-        t = torch.randint(0, self.hparams.train_timesteps, (real.shape[0],), device=real.device).long()
+        if isinstance(rflow := self.inferer.scheduler, RFlowScheduler):
+            t = rflow.sample_timesteps(real)
+            target = real - noise  # the velocity the Euler steps follow from noise (t = T) to image (t = 0)
+        else:
+            t = torch.randint(0, self.hparams.train_timesteps, (real.shape[0],), device=real.device).long()
+            target = noise
         pred = self.inferer(inputs=real, diffusion_model=self.generator, noise=noise, timesteps=t,
                             condition=onehot, mode="concat")
-        loss = F.mse_loss(pred.float(), noise)
+        loss = F.mse_loss(pred.float(), target)
         self._record_losses(loss.reshape(1), real.shape[0])
         return loss
 
@@ -160,4 +192,4 @@ class MaskDiffusion(MaskToImageModule):
     def sample_batch(self, batch: dict[str, torch.Tensor], seed: int) -> torch.Tensor:
         hp = self.hparams
         return sample_diffusion(self.generator, batch["mask_onehot"].float(), seed, hp.sample_steps,
-                                hp.train_timesteps, hp.beta_schedule)
+                                hp.train_timesteps, hp.beta_schedule, hp.scheduler)

@@ -15,7 +15,7 @@ from typing import Any
 
 from lcgan_lightning.comparison import METHOD, compare_to_original, compared_with_gan
 from lcgan_lightning.constants import LESION_CLASSES
-from lcgan_lightning.generator_families import gan_model, sample_steps
+from lcgan_lightning.generator_families import diffusion_sampler, gan_model, sample_steps
 from lcgan_lightning.inference import POWER
 from lcgan_lightning.layout import TEST_METRICS, RunLayout
 from lcgan_lightning.report.verdicts import adjust_families, calibration, design
@@ -110,6 +110,7 @@ def collect_results(run_dir: Path, scale: str, level: float = 0.95
         "judge_model": (cfg.get("judge") or {}).get("model") or seg_model,
         "gan_model": gan_model(gan),
         "gan_sample_steps": sample_steps(gan),
+        "gan_sampler": diffusion_sampler(gan),
         "full": _full_row(layout, plan),
         "fractions": {},
     }
