@@ -100,7 +100,7 @@ def subset_rows(run_dir: Path, reference: Path | None, test_masks: np.ndarray | 
         ckpts = _selected_ckpts(layout, fraction, seeds)
         novel = [json.loads(p.read_text()) for s in seeds if (p := layout.novel_dir(fraction, s) / JUDGE_CHECK).is_file()]
         audit = block.get("audit") or {}
-        selected = list((block.get("selected_per_repeat") or {}).values())
+        selected = list((block.get("selected_per_repeat") or {}).values()) or [block.get("selected") or {}]
         row: dict[str, Any] = {
             "family": family_name(results), "run_dir": str(run_dir), "patients": subset.patients,
             "fraction": fraction, "repeats": len(seeds), "candidate_epochs": list(subset.gan_epochs),
