@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from monai.networks.schedulers import DDPMScheduler
 from test_safe_loading import TouchOnUnpickle, non_plain
 
 from lcgan_lightning.checkpoint_io import UnsafeCheckpointError
@@ -109,6 +110,36 @@ def test_diffusion_sampler_with_one_and_ten_steps(scheduler):
     gen.sample_steps = 1
     assert torch.equal(gen.generate(masks(2), seed=3), one)  # the checkpoint's hparams pick the sampler
     assert gen.hparams["sampler"] == {"ddpm": "ddim", "rflow": "rflow"}[scheduler]
+
+
+class _Oracle(torch.nn.Module):
+    """Predicts exactly what a perfectly trained model would for one known clean image x0: the noise
+    in x_t (ddpm) or the velocity x0 − noise (rflow)."""
+
+    def __init__(self, x0: torch.Tensor, scheduler: str):
+        super().__init__()
+        self.x0, self.scheduler = x0, scheduler
+        self.alphas = DDPMScheduler(num_train_timesteps=1000, schedule="linear_beta").alphas_cumprod
+
+    def forward(self, x, timesteps, context=None):
+        x_t, t = x[:, :1], int(timesteps[0])
+        if self.scheduler == "ddpm":
+            a = self.alphas[t]
+            return (x_t - a.sqrt() * self.x0) / (1 - a).sqrt()
+        s = t / 1000  # rflow: x_t = (1 - s)·x0 + s·noise
+        noise = (x_t - (1 - s) * self.x0) / s
+        return self.x0 - noise
+
+
+@pytest.mark.parametrize("scheduler", ["ddpm", "rflow"])
+@pytest.mark.parametrize("steps", [1, 10])
+def test_diffusion_sampler_recovers_the_image_an_exact_model_points_to(scheduler, steps):
+    """The sampling arithmetic (timesteps, DDIM η = 0 update, RFlow Euler step) on a model that knows the
+    answer: any number of steps must land on x0."""
+    x0 = torch.linspace(-0.9, 0.9, SIZE * SIZE).reshape(1, 1, SIZE, SIZE)
+    onehot = torch.nn.functional.one_hot(masks(1), 6).permute(0, 3, 1, 2).float()
+    out = sample_diffusion(_Oracle(x0, scheduler), onehot, seed=4, steps=steps, scheduler_kind=scheduler)
+    assert (out - x0).abs().max() < 1e-3
 
 
 class _Zero(torch.nn.Module):
