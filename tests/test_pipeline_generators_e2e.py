@@ -91,6 +91,7 @@ def test_tiny_pipeline_with_every_generator_family(tmp_path: Path) -> None:
         results = json.loads(RunLayout(run_dir).results.read_text())
         block = results["fractions"][str(row["fraction"])]
         assert row["patients"] == 2 and row["selected_epochs"] == [1] and row["images_per_s"] > 0
+        assert row["fcn_score_selection"] == block["selected"]["fcn_score"]
         assert row["copy_rate_pixel"] == block["audit"]["copy_rate_pixel"]
         assert row["variants"]["gan"]["dsc"] == block["gan"]["dsc"]
         ref = row["variants"]["gan"].get("vs_reference_gan")

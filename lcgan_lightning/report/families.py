@@ -8,9 +8,10 @@ split (a copy of one run dir, docs/generators.md); this reads what their stages 
 
 and writes `DIR/families.json`, `DIR/families.md` (per family and subset: GAN training time, the
 selected candidates, sampling rate measured here, copy rates, precision/recall, MiFID, diversity, the
-judge's FCN score on CTs of training and of new masks, and each variant's Δ strict DSC against the
-original and against the reference run's "+ GAN" rows, paired by repeat: `comparison.compare_run_dirs`)
-and `DIR/families_samples_<patients>p.png` (test masks | real | each family's selected generator).
+judge's FCN score at selection and on CTs of new vs of training masks (the novel sets' judge check), and
+each variant's Δ strict DSC against the original and against the reference run's "+ GAN" rows, paired
+by repeat: `comparison.compare_run_dirs`) and `DIR/families_samples_<patients>p.png` (test masks | real |
+each family's selected generator).
 """
 
 from __future__ import annotations
@@ -106,8 +107,9 @@ def subset_rows(run_dir: Path, reference: Path | None, test_masks: np.ndarray | 
             "fraction": fraction, "repeats": len(seeds), "candidate_epochs": list(subset.gan_epochs),
             "gan_train_s": _mean_or_none(gan_s),
             "selected_epochs": [v.get("epochs") for v in selected],
-            "fcn_score_training_masks": _mean_or_none([v.get("fcn_score") for v in selected]),
+            "fcn_score_selection": _mean_or_none([v.get("fcn_score") for v in selected]),
             "fcn_score_new_masks": _mean_or_none([c["new_masks"]["fcn_score"] for c in novel]),
+            "fcn_score_training_masks": _mean_or_none([c["training_masks"]["fcn_score"] for c in novel]),
             "images_per_s": (images_per_second(ckpts[seeds[0]], test_masks, time_images)
                              if test_masks is not None and seeds[0] in ckpts and time_images > 0 else None),
             **{k: audit.get(k) for k in AUDIT_KEYS},
@@ -171,14 +173,16 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         return "—" if x is None else format(x, spec)
 
     out = ["| generator | patients | GAN training (s per repeat) | selected epochs (of) | images/s | "
-           "copy rate pixel / feature | precision / recall | MiFID | diversity SSIM | FCN score training / new masks |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "copy rate pixel / feature | precision / recall | MiFID | diversity SSIM | FCN score (selection) | "
+           "FCN score new / training masks |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['family']} | {r['patients']} | {f(r['gan_train_s'], '.0f')} | "
                    f"{', '.join(str(e) for e in r['selected_epochs'])} ({', '.join(str(e) for e in r['candidate_epochs'])}) | "
                    f"{f(r['images_per_s'], '.2f')} | {f(r['copy_rate_pixel'], '.2f')} / {f(r['copy_rate_feature'], '.2f')} | "
                    f"{f(r['precision'], '.2f')} / {f(r['recall'], '.2f')} | {f(r['mifid'], '.1f')} | "
-                   f"{f(r['diversity_ssim'])} | {f(r['fcn_score_training_masks'])} / {f(r['fcn_score_new_masks'])} |")
+                   f"{f(r['diversity_ssim'])} | {f(r['fcn_score_selection'])} | "
+                   f"{f(r['fcn_score_new_masks'])} / {f(r['fcn_score_training_masks'])} |")
     out += ["", "| generator | patients | variant | strict DSC | Δ vs original | Δ vs + GAN (LcGAN) |", "|---|---|---|---|---|---|"]
     for r in rows:
         for name, v in r["variants"].items():
