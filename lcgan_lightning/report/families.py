@@ -95,9 +95,8 @@ def subset_rows(run_dir: Path, reference: Path | None, test_masks: np.ndarray | 
     rows = []
     for subset in plan.subsets:
         fraction, block = subset.fraction, results["fractions"][str(subset.fraction)]
-        gan_s = [json.loads(train_result(layout.gan_dir(fraction, s, max(subset.gan_epochs))).read_text())
-                 .get("wall_s") for s in seeds
-                 if train_result(layout.gan_dir(fraction, s, max(subset.gan_epochs))).is_file()]
+        gan_results = [train_result(layout.gan_dir(fraction, s, max(subset.gan_epochs))) for s in seeds]
+        gan_s = [json.loads(p.read_text()).get("wall_s") for p in gan_results if p.is_file()]
         ckpts = _selected_ckpts(layout, fraction, seeds)
         novel = [json.loads(p.read_text()) for s in seeds if (p := layout.novel_dir(fraction, s) / JUDGE_CHECK).is_file()]
         audit = block.get("audit") or {}
