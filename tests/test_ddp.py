@@ -1,5 +1,6 @@
-"""DDP on CPU (gloo, 2 processes): the LcGAN and the segmenter train under `trainer=ddp`; test rows
-are gathered without the DistributedSampler's padding; trainer adjustments per model and machine."""
+"""DDP on CPU (gloo, 2 processes): the three generator families and the segmenters train under
+`trainer=ddp`; test rows are gathered without the DistributedSampler's padding; trainer adjustments per
+model and machine."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
+from lcgan_lightning.models.diffusion_gen import MaskDiffusion
 from lcgan_lightning.models.lcgan import LcGAN
 from lcgan_lightning.models.prediction_writer import merge_distributed_rows
 from lcgan_lightning.models.segmenter import Segmenter
+from lcgan_lightning.models.spade_gan import SpadeGAN
 from lcgan_lightning.training import trainer_adjustments
 
 TINY_DATA = ["data=phantom", "data.image_size=32", "data.phantom.num_patients=12", "data.phantom.num_slices=8",
@@ -59,22 +62,34 @@ def _train(args: list[str], root: Path, timeout: int = 240) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
+GENERATORS = {  # family -> (tiny lcgan-train arguments, module class, optimisers in a checkpoint)
+    "lcgan": (["data.batch_size=1", "model.ngf=8", "model.ndf=8"], LcGAN, 2),
+    "spade": (["data.batch_size=2", "model.channels=[8,16,16]", "model.hidden=8", "model.ndf=8", "model.num_d=2",
+               "model.n_layers_d=1", "model.z_dim=4"], SpadeGAN, 2),
+    "diffusion": (["data.batch_size=2", "model.channels=[8,16,16]", "model.norm_num_groups=8",
+                   "model.num_head_channels=8", "model.sample_steps=2"], MaskDiffusion, 1),
+}
+
+
 @pytest.mark.slow
-def test_lcgan_trains_under_cpu_ddp_and_its_checkpoints_load(tmp_path):
+@pytest.mark.parametrize("family", list(GENERATORS))
+def test_generator_trains_under_cpu_ddp_and_its_checkpoints_load(tmp_path, family):
+    args, module_class, n_optimizers = GENERATORS[family]
     run = tmp_path / "gan"
-    _train(["model=lcgan", *TINY_DATA, *DDP, "data.batch_size=1", "model.ngf=8", "model.ndf=8", "model.n_panel=2",
-            "model.save_epochs=[1]", f"hydra.run.dir={run}"], tmp_path)
+    _train([f"model={family}", *TINY_DATA, *DDP, *args, "model.n_panel=2", "model.save_epochs=[1]",
+            f"hydra.run.dir={run}"], tmp_path)
     result = json.loads((run / "train_result.json").read_text())
     assert result["epochs"] == 1 and np.isfinite(result["metrics"]["val/SSIM"])
     from lcgan_lightning.models.generation import load_generator
 
     gen = load_generator(run / "checkpoints" / "epoch=001.ckpt")
+    assert gen.kind == family
     masks = torch.zeros(1, 32, 32, dtype=torch.long)
     assert torch.equal(gen.generate(masks, seed=3), gen.generate(masks, seed=3))
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert len(last["optimizer_states"]) == 2 and last["epoch"] == 0
-    model = LcGAN(**last["hyper_parameters"])
-    model.load_state_dict(last["state_dict"])  # generator and discriminator, same names as on one device
+    assert len(last["optimizer_states"]) == n_optimizers and last["epoch"] == 0
+    model = module_class(**last["hyper_parameters"])
+    model.load_state_dict(last["state_dict"])  # every network, same names as on one device
 
 
 @pytest.mark.slow
