@@ -22,13 +22,13 @@ def _seed_torch():
 # worker) finish together instead of one of them running a long file at the end. Seconds per file on the
 # 2-core CPU, 2026-12-07; a file not listed runs after these, in collection order.
 LONGEST_FIRST = (
-    "test_pipeline_e2e.py",  # ~130 s: one tiny real pipeline
-    "test_pipeline_generators_e2e.py",  # 169 s on 2 busy cores (load 4): a tiny gan.model=spade pipeline
+    "test_pipeline_generators_e2e.py",  # 186 s: a tiny pipeline per generator family, then report.families
+    "test_pipeline_e2e.py",  # ~140 s: one tiny real pipeline
+    "test_ddp.py",  # ~80 s: 3 generator families and 2 segmenters under 2-process DDP
     "test_pipeline_resume.py",  # ~60 s
     "test_resume.py",  # ~50 s
     "test_sweep_gan.py",  # ~45 s
     "test_cli_errors.py",  # ~40 s
-    "test_ddp.py",  # ~35 s
     "test_compare.py",  # ~25 s
     "test_hparams_search.py",  # ~20 s
 )
