@@ -95,9 +95,7 @@ def test_phantom_generated_when_root_missing(tmp_path, monkeypatch):
         calls.append((num_patients, seed, image_size, num_slices))
         write_bhsd(out_dir, bhsd_cases(num_patients, seed))
 
-    fake = types.ModuleType("lcgan_lightning.data.phantom")
-    fake.generate_phantom = generate_phantom
-    monkeypatch.setitem(sys.modules, "lcgan_lightning.data.phantom", fake)
+    monkeypatch.setattr("lcgan_lightning.data.phantom.generate.generate_phantom", generate_phantom)
     phantom = {"generate": True, "num_patients": 8, "seed": 1, "image_size": 32, "num_slices": 6}
     dm = _dm(tmp_path / "data" / "phantom", tmp_path, phantom=phantom)
     assert calls == [(8, 1, 32, 6)] and len(dm.slices.patient_ids()) == 8

@@ -6,8 +6,6 @@ import inspect
 import json
 import logging
 import os
-import shutil
-import socket
 from collections.abc import Mapping, Sequence, Sized
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -27,11 +25,9 @@ from lcgan_lightning.data.slices import SliceSet
 from lcgan_lightning.data.splits import (
     DEFAULT_SUBSETS,
     check_one_count,
-    load_splits,
     make_splits,
-    reconcile_splits,
-    save_splits,
     training_subset,
+    write_run_split,
 )
 from lcgan_lightning.data.validation import DataConfigError, DatasetError, check_known_keys
 from lcgan_lightning.variants import AUGMENT_CHOICES
@@ -43,34 +39,6 @@ PHANTOM_KEYS = ("generate", "num_patients", "seed", "image_size", "num_slices")
 SKIPPED_CASES = "skipped_cases.json"  # data.on_defect=skip: the defective cases left out, in the run dir
 
 log = logging.getLogger(__name__)
-
-
-def ensure_phantom(root: Path, phantom: Mapping[str, Any]) -> Path:
-    """Generate the phantom dataset into `root` unless it is there already (atomic: temp dir + rename)."""
-    if (root / "dataset.json").is_file():
-        return root
-    missing = [k for k in ("num_patients", "seed", "image_size") if phantom.get(k) is None]
-    if missing:
-        raise DataConfigError(f"data.phantom: missing {missing} (needed to generate {root})")
-    if root.exists() and any(root.iterdir()):
-        raise DatasetError(f"{root}: exists but has no dataset.json; remove it to regenerate the phantom")
-    from lcgan_lightning.data.phantom import generate_phantom
-
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".tmp-{root.name}-{socket.gethostname()}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    generate_phantom(tmp, num_patients=int(phantom["num_patients"]), seed=int(phantom["seed"]),
-                     image_size=int(phantom["image_size"]), num_slices=int(phantom.get("num_slices", 24)))
-    try:
-        if root.exists():
-            root.rmdir()  # an empty folder (e.g. made by the user) is replaced
-        os.rename(tmp, root)
-    except OSError:
-        # another job generated the same phantom at the same time: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (root / "dataset.json").is_file():
-            raise
-    return root
 
 
 def fixed_subset(dataset: Dataset, n: int | None) -> Dataset:
@@ -237,6 +205,8 @@ class CTSliceDataModule(pl.LightningDataModule):
 
     def _load(self) -> SliceSet:
         if self.phantom is not None and self.phantom.get("generate"):
+            from lcgan_lightning.data.phantom import ensure_phantom
+
             ensure_phantom(self.root, self.phantom)
         return load_slices(self.root, dataset_format=self.dataset_format, image_size=self.image_size,
                            window=self.window, lesion_only=self.lesion_only, cache_dir=self.cache_dir,
@@ -261,7 +231,8 @@ class CTSliceDataModule(pl.LightningDataModule):
         count = self.subset_patients
         _, train_ids = training_subset(self.splits, self.fraction if count is None else None, count)
         if self.splits_path is not None:
-            self._write_splits(self.splits_path)
+            write_run_split(self.splits_path, self.splits, f"data.seed={self.seed} gives for {self.root}",
+                            write=self.trainer is None or self.trainer.is_global_zero)
         self.train_slices = self.slices.for_patients(train_ids)
         self.val_slices = self.slices.for_patients(self.splits["val"])
         self.test_slices = self.slices.for_patients(self.splits["test"])
@@ -298,29 +269,6 @@ class CTSliceDataModule(pl.LightningDataModule):
             tmp = path.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(defects, indent=2))
             tmp.replace(path)
-
-    def _write_splits(self, path: Path) -> None:
-        """Write splits.json; an existing one must hold the same split (one split per run dir) and gains
-        any subset it lacks (`splits.reconcile_splits`)."""
-        assert self.splits is not None  # setup() makes the splits before writing them
-        keep = self.splits
-        if path.is_file():
-            try:
-                existing = load_splits(path)
-            except ValueError as exc:
-                raise DatasetError(f"{path}: unreadable splits file ({exc})") from exc
-            try:
-                keep = reconcile_splits(existing, self.splits)
-            except ValueError as exc:
-                raise DatasetError(
-                    f"{path}: holds a different split than data.seed={self.seed} gives for {self.root} "
-                    f"({exc}: seed, ratios or data changed); use another run dir or delete the file"
-                ) from exc
-            if keep == existing:
-                return
-            log.info("%s: adding training subset(s) %s", path, sorted(set(keep["subsets"]) - set(existing["subsets"])))
-        if self.trainer is None or self.trainer.is_global_zero:
-            save_splits(keep, path)
 
     def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int, sampler: ResumableSampler | None = None
                 ) -> DataLoader:

@@ -33,6 +33,7 @@ the paper's 53 patients (2.5 % of 2,117) the cover is at most 5 of 53 patients, 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import numbers
 import os
@@ -48,6 +49,7 @@ from lcgan_lightning.layout import fraction_key
 if TYPE_CHECKING:
     from lcgan_lightning.data.slices import SliceSet
 
+log = logging.getLogger(__name__)
 DEFAULT_SUBSETS = (0.025, 0.1, 0.25)
 COVERAGE_MIN_PATIENTS = 5  # subsets with at least this many patients hold every training class
 
@@ -243,6 +245,29 @@ def reconcile_splits(existing: Mapping, computed: Mapping) -> dict:
             raise ValueError(f"its training subset {key} holds other patients")
         subsets.setdefault(key, list(patients))
     return {**existing, "subsets": subsets}
+
+
+def write_run_split(path: str | Path, computed: Mapping, source: str, write: bool = True) -> None:
+    """Keep one split per run dir in `path` (splits.json): write `computed` if there is none; else the
+    file must hold the same split (`reconcile_splits`; the error names `source`, e.g. "data.seed=5 gives
+    for /data/x") and gains the subsets it lacks. `write`: False on the non-zero ranks of a DDP job."""
+    path = Path(path)
+    keep = dict(computed)
+    if path.is_file():
+        try:
+            existing = load_splits(path)
+        except ValueError as exc:
+            raise DatasetError(f"{path}: unreadable splits file ({exc})") from exc
+        try:
+            keep = reconcile_splits(existing, computed)
+        except ValueError as exc:
+            raise DatasetError(f"{path}: holds a different split than {source} ({exc}: seed, ratios or data "
+                               "changed); use another run dir or delete the file") from exc
+        if keep == existing:
+            return
+        log.info("%s: adding training subset(s) %s", path, sorted(set(keep["subsets"]) - set(existing["subsets"])))
+    if write:
+        save_splits(keep, path)
 
 
 def save_splits(splits: Mapping, path: str | Path) -> Path:

@@ -15,10 +15,11 @@ Everything a patient gets depends only on ``(seed, patient index)``.
 Modules, each importing only those above it: ``anatomy`` (anatomy and pose sampling),
 ``geometry`` (head-frame coordinates and distance fields), ``lesions`` (bleed sampling and
 drawing), ``render`` (one slice), ``writer`` (volume record, ids, affine, NIfTI and
-``dataset.json``), ``patient`` (one patient's studies), ``generate`` (the whole dataset).
+``dataset.json``), ``patient`` (one patient's studies), ``generate`` (the whole dataset; and
+``ensure_phantom``: generated once into a data root, atomically).
 """
 
-from lcgan_lightning.data.phantom.generate import generate_phantom
+from lcgan_lightning.data.phantom.generate import ensure_phantom, generate_phantom
 from lcgan_lightning.data.phantom.geometry import FOV_MM, SLICE_MM
 from lcgan_lightning.data.phantom.lesions import EDH, IPH, IVH, SAH, SDH
 from lcgan_lightning.data.phantom.patient import (
@@ -49,6 +50,7 @@ __all__ = [
     "SLICE_MM",
     "PhantomVolume",
     "dataset_json",
+    "ensure_phantom",
     "generate_phantom",
     "lesion_masks",
     "patient_classes",

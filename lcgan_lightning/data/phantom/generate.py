@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +17,7 @@ from lcgan_lightning.constants import CLASS_NAMES
 from lcgan_lightning.data.phantom.geometry import FOV_MM, SLICE_MM
 from lcgan_lightning.data.phantom.patient import simulate_patient
 from lcgan_lightning.data.phantom.writer import dataset_json, write_volume
+from lcgan_lightning.data.validation import DataConfigError, DatasetError
 
 
 def generate_phantom(
@@ -76,3 +81,29 @@ def _write_patient(args: tuple[Path, int, int, int, int]) -> list[tuple[Path, di
             "lesion_slices": int(per_slice.sum()),
         }))
     return written
+
+
+def ensure_phantom(root: Path, phantom: Mapping[str, Any]) -> Path:
+    """Generate the phantom dataset into `root` unless it is there already (atomic: temp dir + rename)."""
+    if (root / "dataset.json").is_file():
+        return root
+    missing = [k for k in ("num_patients", "seed", "image_size") if phantom.get(k) is None]
+    if missing:
+        raise DataConfigError(f"data.phantom: missing {missing} (needed to generate {root})")
+    if root.exists() and any(root.iterdir()):
+        raise DatasetError(f"{root}: exists but has no dataset.json; remove it to regenerate the phantom")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".tmp-{root.name}-{socket.gethostname()}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    generate_phantom(tmp, num_patients=int(phantom["num_patients"]), seed=int(phantom["seed"]),
+                     image_size=int(phantom["image_size"]), num_slices=int(phantom.get("num_slices", 24)))
+    try:
+        if root.exists():
+            root.rmdir()  # an empty folder (e.g. made by the user) is replaced
+        os.rename(tmp, root)
+    except OSError:
+        # another job generated the same phantom at the same time: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (root / "dataset.json").is_file():
+            raise
+    return root
