@@ -41,6 +41,18 @@ def _lcgan_net(image_size: int) -> UNetGenerator:
     return UNetGenerator(6, 1, image_size=image_size, ngf=64, norm="batch", dropout=0.5)
 
 
+def time_to_images(generator: MaskGenerator, masks: np.ndarray, repeats: int = 2) -> float:
+    """Seconds of the fastest of `repeats` runs making one image per mask as synthesis does
+    (`generate_set`, seeded rows), after one untimed image."""
+    generate_set(generator, masks[:1], seed=0, progress=False)  # warm-up
+    times = []
+    for r in range(repeats):
+        start = time.perf_counter()
+        generate_set(generator, masks, seed=r, progress=False)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def generators_timing(image_size: int = 128, n_images: int = 8, diffusion_steps: tuple[int, ...] = (20,),
                       repeats: int = 2) -> list[dict[str, Any]]:
     """Images/s of each generator on the current device (CPU unless CUDA): `n_images` lesion masks
@@ -51,13 +63,7 @@ def generators_timing(image_size: int = 128, n_images: int = 8, diffusion_steps:
         masks[i, s // 4 : s // 2, s // 4 + i % 4 : s // 2 + i % 4] = 1 + i % 5
     results = []
     for name, gen in default_generators(image_size, diffusion_steps).items():
-        generate_set(gen, masks[:1], seed=0, progress=False)  # warm-up
-        times = []
-        for r in range(repeats):
-            start = time.perf_counter()
-            generate_set(gen, masks, seed=r, progress=False)
-            times.append(time.perf_counter() - start)
-        best = min(times)
+        best = time_to_images(gen, masks, repeats)
         results.append(dict(generator=name, image_size=image_size, images=n_images,
                             parameters=sum(p.numel() for p in gen.parameters()),
                             s_per_image=best / n_images, images_per_s=n_images / best))

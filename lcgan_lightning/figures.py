@@ -59,6 +59,17 @@ def contact_sheet(path: str | Path, masks: np.ndarray, real: np.ndarray, rows: S
     return save_figure(fig, path)
 
 
+def largest_per_class(masks: np.ndarray) -> dict[int, int]:
+    """Lesion class id -> the row of `masks` [N,H,W] with the most pixels of it (classes present only)."""
+    masks = np.asarray(masks)
+    out = {}
+    for cls in range(1, len(CLASS_NAMES)):
+        areas = (masks == cls).reshape(len(masks), -1).sum(1)
+        if len(areas) and areas.max() > 0:
+            out[cls] = int(np.argmax(areas))
+    return out
+
+
 def sample_grid(path: str | Path, masks: np.ndarray, real: np.ndarray | None, synthetic: np.ndarray) -> Path | None:
     """Mask | real | synthetic, one row per lesion class present (its largest example); None if no lesion.
 
@@ -67,11 +78,7 @@ def sample_grid(path: str | Path, masks: np.ndarray, real: np.ndarray | None, sy
     from matplotlib.figure import Figure
 
     masks = np.asarray(masks)
-    rows = []
-    for cls in range(1, len(CLASS_NAMES)):
-        areas = (masks == cls).reshape(len(masks), -1).sum(1)
-        if len(areas) and areas.max() > 0:
-            rows.append((CLASS_NAMES[cls], int(np.argmax(areas))))
+    rows = [(CLASS_NAMES[cls], i) for cls, i in largest_per_class(masks).items()]
     if not rows:
         return None
     fig = Figure(figsize=(6.6, 2.2 * len(rows)))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -27,7 +26,7 @@ import numpy as np
 
 from lcgan_lightning.atomic_io import write_json_atomic
 from lcgan_lightning.comparison import ComparisonError, compare_run_dirs, fmt_change
-from lcgan_lightning.figures import contact_sheet
+from lcgan_lightning.figures import contact_sheet, largest_per_class
 from lcgan_lightning.generator_families import FAMILIES, PAPER_FAMILY, generator_of
 from lcgan_lightning.layout import RunLayout, train_result
 from lcgan_lightning.run_plan import RunPlan
@@ -62,14 +61,11 @@ def _selected_ckpts(layout: RunLayout, fraction: float, seeds: list[int]) -> dic
 
 
 def images_per_second(ckpt: str, masks: np.ndarray, n_images: int) -> float:
-    """Images/s of a checkpoint's generator here, made as synthesis makes them, after one untimed image."""
-    from lcgan_lightning.models.generation import generate_set, load_generator
+    """Images/s of a checkpoint's generator here (`bench_generators.time_to_images`, one run)."""
+    from lcgan_lightning.bench_generators import time_to_images
+    from lcgan_lightning.models.generation import load_generator
 
-    generator = load_generator(ckpt)
-    generate_set(generator, masks[:1], seed=0, progress=False)
-    start = time.perf_counter()
-    generate_set(generator, masks[:n_images], seed=1, progress=False)
-    return n_images / (time.perf_counter() - start)
+    return n_images / time_to_images(load_generator(ckpt), masks[:n_images], repeats=1)
 
 
 def _vs_reference(layout: RunLayout, reference: RunLayout, fraction: float, folder: str,
@@ -135,11 +131,7 @@ def _test_examples(run_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     dm = open_datamodule(OmegaConf.load(RunLayout(run_dir).data_config), augment="none", fraction=1.0)
     assert dm.test_slices is not None  # open_datamodule sets the splits up
     masks, images = np.asarray(dm.test_slices.masks), np.asarray(dm.test_slices.images, dtype=np.float32)
-    order: list[int] = []
-    for cls in range(1, int(masks.max()) + 1):
-        area = (masks == cls).reshape(len(masks), -1).sum(1)
-        if area.max() > 0 and int(area.argmax()) not in order:
-            order.append(int(area.argmax()))
+    order = list(dict.fromkeys(largest_per_class(masks).values()))  # one row may be the largest of two classes
     rest = [int(i) for i in np.argsort(-(masks > 0).reshape(len(masks), -1).sum(1)) if int(i) not in order]
     rows = (order + rest)[:n]
     return masks[rows].astype(np.int64), images[rows]
